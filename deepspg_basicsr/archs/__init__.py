@@ -1,0 +1,1 @@
+"""Subpackage; modules are imported explicitly below for registration."""
