@@ -1,1 +1,8 @@
-"""Subpackage; modules are imported explicitly below for registration."""
+"""Losses, registered in BasicSR's LOSS_REGISTRY by the explicit imports below."""
+
+from .clip_multimodal_loss import CLIPMultimodalLoss
+from .edge_loss import SPGEdgeLoss
+from .pixel_loss import SPGPixelLoss
+from .semantic_kl_loss import SemanticKLLoss
+
+__all__ = ['CLIPMultimodalLoss', 'SPGEdgeLoss', 'SPGPixelLoss', 'SemanticKLLoss']

@@ -1,0 +1,188 @@
+"""DeepSPG: Retinex-based low-light enhancement guided by a frozen semantic prior.
+
+The frozen priors live outside this module: the network receives the semantic features as an
+input (and, for the coarse-to-fine pass, a callable that runs the prior), so EMA, saving and
+parameter counts cover the enhancer alone.
+"""
+
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from .sem_block import SemanticEmbeddingModule
+
+
+def pad_to_multiple(x, multiple):
+    """Reflect-pad (replicate where reflect cannot) the bottom/right of (B, C, H, W) to multiples."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = 'reflect' if ph < h and pw < w else 'replicate'
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class ResBlock(nn.Module):
+    """conv3x3 - LeakyReLU - conv3x3 + identity."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+
+
+class IlluminationEstimator(nn.Module):
+    """Estimate an RGB illumination map L in [floor, 1] and guidance features.
+
+    Args:
+        num_feat (int): Feature width. Default: 16.
+        floor (float): Lower bound of L, keeps R = I / L finite. Default: 0.05.
+    """
+
+    def __init__(self, num_feat=16, floor=0.05):
+        super().__init__()
+        self.floor = floor
+        self.conv_in = nn.Conv2d(4, num_feat, 3, 1, 1)
+        self.conv_mid = nn.Conv2d(num_feat, num_feat, 5, 1, 2, groups=num_feat)
+        self.conv_out = nn.Conv2d(num_feat, 3, 3, 1, 1)
+
+    def forward(self, x):
+        """x: (B, 3, H, W) in [0, 1]. Returns L (B, 3, H, W) and features (B, num_feat, H, W)."""
+        feat = F.leaky_relu(self.conv_in(torch.cat([x, x.max(dim=1, keepdim=True)[0]], dim=1)), 0.2)
+        feat = feat + F.leaky_relu(self.conv_mid(feat), 0.2)
+        illum = torch.sigmoid(self.conv_out(feat)).clamp(min=self.floor)
+        return illum, feat
+
+
+@ARCH_REGISTRY.register()
+class DeepSPG(nn.Module):
+    """DeepSPG enhancer (frozen priors excluded).
+
+    Pipeline: illumination estimation L and Retinex decomposition R0 = I / L; a three-scale
+    reflectance U-Net (widths C, 2C, 4C) whose decoder fuses one semantic branch per scale
+    through a :class:`SemanticEmbeddingModule` (scale 1/4 <- ``sem_channels[2]``, 1/2 <- [1],
+    1 <- [0]; with HRNet-W48 the 48 / 96 / 192-channel branches at strides 4 / 8 / 16);
+    recomposition ``out = R * L ** gamma`` with a learned exponent (starting near 0, i.e.
+    ``out ~ R``); and, given a prior, the coarse-to-fine pass: the prior is run again on the
+    coarse result and the input is enhanced again with those features.
+
+    Presets (fvcore at 1x3x256x256, GFLOPs = total / 1024**3, priors excluded; see
+    ``scripts/count_flops.py``): base ``num_feat: 16, illum_feat: 16`` (0.58 M parameters,
+    6.53 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.26 M,
+    25.25 G; published 2.13 M / 26.03 G).
+
+    Args:
+        num_feat (int): C, width of the full-resolution level. Default: 16.
+        num_blocks (list[int]): Residual blocks per level (encoder and decoder each), full to
+            quarter resolution. Default: [4, 3, 2].
+        illum_feat (int): Width of the illumination estimator. Default: 16.
+        sem_channels (list[int]): Channels of the semantic branches fed at scales 1, 1/2, 1/4.
+            Default: [48, 96, 192] (HRNet-W48).
+        use_semantics (bool): SEM blocks on (False: the baseline without image semantics).
+            Default: True.
+        num_heads (list[int]): SEM heads per scale. Default: [1, 2, 4].
+        ffn_expansion (float): SEM FFN expansion. Default: 2.
+        c2f (bool): Coarse-to-fine pass when a prior is given to ``forward``. Default: True.
+        illum_floor (float): Lower bound of the illumination map. Default: 0.05.
+    """
+
+    down_factor = 4
+
+    def __init__(
+        self,
+        num_feat=16,
+        num_blocks=(4, 3, 2),
+        illum_feat=16,
+        sem_channels=(48, 96, 192),
+        use_semantics=True,
+        num_heads=(1, 2, 4),
+        ffn_expansion=2.0,
+        c2f=True,
+        illum_floor=0.05,
+    ):
+        super().__init__()
+        if len(num_blocks) != 3 or len(num_heads) != 3:
+            raise ValueError('num_blocks and num_heads need one entry per level (3)')
+        if use_semantics and len(sem_channels) != 3:
+            raise ValueError(f'sem_channels needs 3 entries (scales 1, 1/2, 1/4), got {list(sem_channels)}')
+        widths = [num_feat, num_feat * 2, num_feat * 4]
+        self.use_semantics = use_semantics
+        self.c2f = c2f
+        self.illumination = IlluminationEstimator(illum_feat, illum_floor)
+        self.embed = nn.Conv2d(3 + illum_feat, widths[0], 3, 1, 1)
+        self.encoders = nn.ModuleList([nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)])
+        self.downs = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1) for i in range(2)])
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, 2) for i in range(2)])
+        self.fuses = nn.ModuleList([nn.Conv2d(widths[i] * 2, widths[i], 1) for i in range(2)])
+        self.decoders = nn.ModuleList([nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)])
+        if use_semantics:
+            self.sems = nn.ModuleList(
+                [
+                    SemanticEmbeddingModule(w, cs, heads, ffn_expansion)
+                    for w, cs, heads in zip(widths, sem_channels, num_heads)
+                ]
+            )
+        self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
+        self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
+
+    def _sem(self, level, feat, sem_feats):
+        if not self.use_semantics:
+            return feat
+        if sem_feats is None:
+            raise ValueError('DeepSPG with use_semantics=True needs sem_feats (the prior features)')
+        return self.sems[level](feat, sem_feats[level])
+
+    def enhance(self, x, sem_feats=None):
+        """One enhancement pass.
+
+        Args:
+            x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W), any H and W.
+            sem_feats (list[Tensor] | None): Semantic branches for scales 1, 1/2, 1/4, each
+                (B, sem_channels[i], h_i, w_i) of any size (resized inside SEM).
+
+        Returns:
+            dict: ``out`` (B, 3, H, W) enhanced image (not clamped), ``illumination`` L and
+            ``reflectance`` R, both (B, 3, H, W).
+        """
+        h, w = x.shape[-2:]
+        xp = pad_to_multiple(x, self.down_factor)
+        illum, illum_feat = self.illumination(xp)
+        refl0 = xp / illum
+        e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)))
+        e1 = self.encoders[1](self.downs[0](e0))
+        d2 = self.decoders[2](self._sem(2, self.encoders[2](self.downs[1](e1)), sem_feats))
+        d1 = self.fuses[1](torch.cat([self.ups[1](d2), e1], dim=1))
+        d1 = self.decoders[1](self._sem(1, d1, sem_feats))
+        d0 = self.fuses[0](torch.cat([self.ups[0](d1), e0], dim=1))
+        d0 = self.decoders[0](self._sem(0, d0, sem_feats))
+        refl = refl0 + self.conv_out(d0)
+        out = refl * illum.pow(F.softplus(self.gamma_raw))
+        return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
+
+    def forward(self, x, sem_feats=None, prior=None, return_aux=False):
+        """Enhance, with the coarse-to-fine pass when ``c2f`` is on and ``prior`` is given.
+
+        Args:
+            x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W).
+            sem_feats (list[Tensor] | None): Prior features of ``x`` (see :meth:`enhance`).
+            prior (callable | None): Maps an image (B, 3, H, W) to its semantic features (list);
+                used for the coarse-to-fine pass.
+            return_aux (bool): Return a dict with ``coarse`` (or None), ``illumination``,
+                ``reflectance`` and ``sem_feats`` as well. Default: False.
+
+        Returns:
+            Tensor | dict: The enhanced image (B, 3, H, W), or the dict.
+        """
+        res = self.enhance(x, sem_feats)
+        coarse = None
+        if self.c2f and self.use_semantics and prior is not None:
+            coarse = res['out']
+            sem_feats = prior(coarse.clamp(0, 1))
+            res = self.enhance(x, sem_feats)
+        if not return_aux:
+            return res['out']
+        return dict(res, coarse=coarse, sem_feats=sem_feats)

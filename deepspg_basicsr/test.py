@@ -1,0 +1,18 @@
+"""Test / benchmark with BasicSR's pipeline and this project's registrations.
+
+Usage: ``python -m deepspg_basicsr.test -opt options/test_DeepSPG_LOLv1.yml``
+(also ``deepspg-test`` and ``python basicsr/test.py`` from the repository root).
+"""
+
+from .launch import prepare
+
+
+def main(argv=None):
+    root = prepare(argv)
+    from basicsr.test import test_pipeline
+
+    test_pipeline(root)
+
+
+if __name__ == '__main__':
+    main()
