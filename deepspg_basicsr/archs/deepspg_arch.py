@@ -11,6 +11,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from .sem_block import SemanticEmbeddingModule
+from .text_guidance import MultiLevelFusion, TextConditionedAttention
 
 
 def pad_to_multiple(x, multiple):
@@ -88,6 +89,11 @@ class DeepSPG(nn.Module):
         ffn_expansion (float): SEM FFN expansion. Default: 2.
         c2f (bool): Coarse-to-fine pass when a prior is given to ``forward``. Default: True.
         illum_floor (float): Lower bound of the illumination map. Default: 0.05.
+        text_guidance (bool): NaLSuper-style text guidance (``docs/SEMANTIC_GUIDANCE.md``): a
+            :class:`TextConditionedAttention` after the SEM of each decoder level and a
+            :class:`MultiLevelFusion` of the three decoder levels; both start as identities.
+            ``forward`` then needs ``text_feats``. Off: no extra parameters. Default: False.
+        text_dim (int): Width of the CLIP token embeddings (512 for ViT-B/16). Default: 512.
     """
 
     down_factor = 4
@@ -103,6 +109,8 @@ class DeepSPG(nn.Module):
         ffn_expansion=2.0,
         c2f=True,
         illum_floor=0.05,
+        text_guidance=False,
+        text_dim=512,
     ):
         super().__init__()
         if len(num_blocks) != 3 or len(num_heads) != 3:
@@ -111,14 +119,19 @@ class DeepSPG(nn.Module):
             raise ValueError(f'sem_channels needs 3 entries (scales 1, 1/2, 1/4), got {list(sem_channels)}')
         widths = [num_feat, num_feat * 2, num_feat * 4]
         self.use_semantics = use_semantics
+        self.sem_channels = list(sem_channels)
         self.c2f = c2f
         self.illumination = IlluminationEstimator(illum_feat, illum_floor)
         self.embed = nn.Conv2d(3 + illum_feat, widths[0], 3, 1, 1)
-        self.encoders = nn.ModuleList([nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)])
+        self.encoders = nn.ModuleList(
+            [nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)]
+        )
         self.downs = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1) for i in range(2)])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, 2) for i in range(2)])
         self.fuses = nn.ModuleList([nn.Conv2d(widths[i] * 2, widths[i], 1) for i in range(2)])
-        self.decoders = nn.ModuleList([nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)])
+        self.decoders = nn.ModuleList(
+            [nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)]
+        )
         if use_semantics:
             self.sems = nn.ModuleList(
                 [
@@ -126,6 +139,13 @@ class DeepSPG(nn.Module):
                     for w, cs, heads in zip(widths, sem_channels, num_heads)
                 ]
             )
+        self.text_guidance = text_guidance
+        self.text_dim = text_dim
+        if text_guidance:
+            self.tcms = nn.ModuleList(
+                [TextConditionedAttention(w, text_dim, heads) for w, heads in zip(widths, num_heads)]
+            )
+            self.fusion = MultiLevelFusion(widths, widths[0])
         self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
 
@@ -136,13 +156,23 @@ class DeepSPG(nn.Module):
             raise ValueError('DeepSPG with use_semantics=True needs sem_feats (the prior features)')
         return self.sems[level](feat, sem_feats[level])
 
-    def enhance(self, x, sem_feats=None):
+    def _text(self, level, feat, text_feats, text_mask):
+        if not self.text_guidance:
+            return feat
+        if text_feats is None:
+            raise ValueError('DeepSPG with text_guidance=True needs text_feats (CLIP token embeddings)')
+        return self.tcms[level](feat, text_feats, text_mask)
+
+    def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):
         """One enhancement pass.
 
         Args:
             x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W), any H and W.
             sem_feats (list[Tensor] | None): Semantic branches for scales 1, 1/2, 1/4, each
                 (B, sem_channels[i], h_i, w_i) of any size (resized inside SEM).
+            text_feats (Tensor | None): CLIP token embeddings (B or 1, L, text_dim), for
+                ``text_guidance``.
+            text_mask (Tensor | None): (B or 1, L) bool, True for real tokens.
 
         Returns:
             dict: ``out`` (B, 3, H, W) enhanced image (not clamped), ``illumination`` L and
@@ -154,16 +184,19 @@ class DeepSPG(nn.Module):
         refl0 = xp / illum
         e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)))
         e1 = self.encoders[1](self.downs[0](e0))
-        d2 = self.decoders[2](self._sem(2, self.encoders[2](self.downs[1](e1)), sem_feats))
+        t = (text_feats, text_mask)
+        d2 = self.decoders[2](self._text(2, self._sem(2, self.encoders[2](self.downs[1](e1)), sem_feats), *t))
         d1 = self.fuses[1](torch.cat([self.ups[1](d2), e1], dim=1))
-        d1 = self.decoders[1](self._sem(1, d1, sem_feats))
+        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t))
         d0 = self.fuses[0](torch.cat([self.ups[0](d1), e0], dim=1))
-        d0 = self.decoders[0](self._sem(0, d0, sem_feats))
+        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t))
+        if self.text_guidance:
+            d0 = self.fusion([d0, d1, d2])
         refl = refl0 + self.conv_out(d0)
         out = refl * illum.pow(F.softplus(self.gamma_raw))
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
-    def forward(self, x, sem_feats=None, prior=None, return_aux=False):
+    def forward(self, x, sem_feats=None, prior=None, return_aux=False, text_feats=None, text_mask=None):
         """Enhance, with the coarse-to-fine pass when ``c2f`` is on and ``prior`` is given.
 
         Args:
@@ -173,16 +206,18 @@ class DeepSPG(nn.Module):
                 used for the coarse-to-fine pass.
             return_aux (bool): Return a dict with ``coarse`` (or None), ``illumination``,
                 ``reflectance`` and ``sem_feats`` as well. Default: False.
+            text_feats, text_mask: CLIP token embeddings and mask, for ``text_guidance`` (see
+                :meth:`enhance`); both passes use them.
 
         Returns:
             Tensor | dict: The enhanced image (B, 3, H, W), or the dict.
         """
-        res = self.enhance(x, sem_feats)
+        res = self.enhance(x, sem_feats, text_feats, text_mask)
         coarse = None
         if self.c2f and self.use_semantics and prior is not None:
             coarse = res['out']
             sem_feats = prior(coarse.clamp(0, 1))
-            res = self.enhance(x, sem_feats)
+            res = self.enhance(x, sem_feats, text_feats, text_mask)
         if not return_aux:
             return res['out']
         return dict(res, coarse=coarse, sem_feats=sem_feats)

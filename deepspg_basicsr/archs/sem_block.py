@@ -74,7 +74,8 @@ class SemanticAttention(nn.Module):
         self.num_heads = num_heads
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.to_q = nn.Sequential(
-            nn.Conv2d(channels, channels, 1, bias=bias), nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=bias)
+            nn.Conv2d(channels, channels, 1, bias=bias),
+            nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=bias),
         )
         self.to_kv = nn.Sequential(
             nn.Conv2d(channels, channels * 2, 1, bias=bias),

@@ -1,1 +1,20 @@
-"""Subpackage; modules are imported explicitly below for registration."""
+"""Data: paired LLIE dataset, pair validation, LMDB preparation and the embedded demo data.
+
+Modules are imported explicitly (no folder scanning), so ``PairedLLIEDataset`` is registered in
+BasicSR's ``DATASET_REGISTRY`` exactly once.
+"""
+
+from . import demo_data, lmdb_prepare, pair_check, paired_llie_dataset
+from .pair_check import PairCheckError, check_pairs, find_pair_problems
+from .paired_llie_dataset import PairedLLIEDataset
+
+__all__ = [
+    'PairCheckError',
+    'PairedLLIEDataset',
+    'check_pairs',
+    'demo_data',
+    'find_pair_problems',
+    'lmdb_prepare',
+    'pair_check',
+    'paired_llie_dataset',
+]

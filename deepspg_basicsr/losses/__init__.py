@@ -6,3 +6,9 @@ from .pixel_loss import SPGPixelLoss
 from .semantic_kl_loss import SemanticKLLoss
 
 __all__ = ['CLIPMultimodalLoss', 'SPGEdgeLoss', 'SPGPixelLoss', 'SemanticKLLoss']
+
+# issue 5: semantic guidance for any BasicSR network
+from .semantic_adversarial_loss import SemanticAdversarialLoss  # noqa: E402
+from .semantic_histogram_loss import SemanticHistogramLoss  # noqa: E402
+
+__all__ += ['SemanticAdversarialLoss', 'SemanticHistogramLoss']

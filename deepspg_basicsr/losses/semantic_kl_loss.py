@@ -36,7 +36,9 @@ class SemanticKLLoss(nn.Module):
         """pred_logits: output's logits (B, K, H, W); target_logits: ground truth's, same shape
         (resized bilinearly to pred's size if they differ)."""
         if target_logits.shape[-2:] != pred_logits.shape[-2:]:
-            target_logits = F.interpolate(target_logits, size=pred_logits.shape[-2:], mode='bilinear', align_corners=False)
+            target_logits = F.interpolate(
+                target_logits, size=pred_logits.shape[-2:], mode='bilinear', align_corners=False
+            )
         log_p = F.log_softmax(target_logits.float() / self.temperature, dim=1)
         log_q = F.log_softmax(pred_logits.float() / self.temperature, dim=1)
         kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)

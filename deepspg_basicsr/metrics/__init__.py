@@ -1,1 +1,5 @@
 """Subpackage; modules are imported explicitly below for registration."""
+
+from .llie_psnr_ssim import calculate_niqe_llie, calculate_psnr_llie, calculate_ssim_llie, gt_mean_correct
+
+__all__ = ['calculate_niqe_llie', 'calculate_psnr_llie', 'calculate_ssim_llie', 'gt_mean_correct']

@@ -4,3 +4,9 @@ from .deepspg_model import DeepSPGModel
 from .llie_base_model import LLIEBaseModel, NonFiniteLossError
 
 __all__ = ['DeepSPGModel', 'LLIEBaseModel', 'NonFiniteLossError']
+
+# issue 5: semantic guidance for any BasicSR network
+from .semantic_gan_model import SemanticGANModel  # noqa: E402
+from .semantic_guided_model import SemanticGuidedModel  # noqa: E402
+
+__all__ += ['SemanticGANModel', 'SemanticGuidedModel']

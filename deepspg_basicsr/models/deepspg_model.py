@@ -13,6 +13,8 @@ from .llie_base_model import LLIEBaseModel
 
 #: Option key under ``train`` of each loss of eq. 15 -> the model attribute holding it.
 LOSS_KEYS = {'pixel_opt': 'cri_pix', 'edge_opt': 'cri_edge', 'semantic_opt': 'cri_sem', 'clip_opt': 'cri_clip'}
+#: Default ``prior.guidance_prompt`` of text guidance.
+DEFAULT_GUIDANCE_PROMPT = 'a well-lit photo with natural colours and clear details'
 
 
 @MODEL_REGISTRY.register()
@@ -30,15 +32,22 @@ class DeepSPGModel(LLIEBaseModel):
     * ``prior``: ``seg_config``, ``seg_checkpoint``, ``seg_branches`` (backbone branches fed to
       the network's SEM scales, default [0, 1, 2]), ``seg_scale`` (run the prior on the input
       resized by this factor, default 1.0), ``clip_model``, ``clip_pretrained``,
-      ``clip_quick_gelu``, ``allow_unsafe_checkpoint``.
+      ``clip_quick_gelu``, ``allow_unsafe_checkpoint``, ``guidance_prompt`` (the sentence whose
+      CLIP token embeddings condition a network with ``text_guidance``; computed once and cached).
     * Ablations: image semantics = ``network_g.use_semantics``; coarse-to-fine =
       ``network_g.c2f``; text semantics = ``train.clip_opt``; each loss = its ``train.*_opt``
       (absent or ``loss_weight: 0`` turns it off).
     """
 
+    #: ``train`` option key -> attribute of each loss built by :meth:`init_training_settings`.
+    loss_keys = LOSS_KEYS
+    #: Loss attributes that need the segmentation prior.
+    seg_loss_attrs = ('cri_sem',)
+
     def __init__(self, opt):
         self.seg_prior = None
         self.clip_prior = None
+        self.text_tokens = None
         super().__init__(opt)
         self._build_priors()
 
@@ -51,7 +60,8 @@ class DeepSPGModel(LLIEBaseModel):
         """Build the priors the options need (idempotent)."""
         net = self.bare_net
         prior_opt = dict(self.opt.get('prior') or {})
-        need_seg = getattr(net, 'use_semantics', False) or getattr(self, 'cri_sem', None) is not None
+        need_seg_loss = any(getattr(self, attr, None) is not None for attr in self.seg_loss_attrs)
+        need_seg = getattr(net, 'use_semantics', False) or need_seg_loss
         if need_seg and self.seg_prior is None:
             branches = list(prior_opt.get('seg_branches', (0, 1, 2)))
             self.seg_branches = branches
@@ -64,9 +74,22 @@ class DeepSPGModel(LLIEBaseModel):
                     f'branches {branches} have {have} channels (set network_g.sem_channels or prior.seg_branches)'
                 )
             self.seg_prior = prior
-        if getattr(self, 'cri_clip', None) is not None and self.clip_prior is None:
-            clip_opt = dict(prior_opt, prompts=self.cri_clip.prompts)
+        cri_clip = getattr(self, 'cri_clip', None)
+        text_guidance = getattr(net, 'text_guidance', False)
+        if (cri_clip is not None or text_guidance) and self.clip_prior is None:
+            clip_opt = dict(prior_opt, prompts=cri_clip.prompts) if cri_clip is not None else prior_opt
             self.clip_prior = build_clip_prior(clip_opt).to(self.device)
+        if text_guidance and self.text_tokens is None:
+            prompt = prior_opt.get('guidance_prompt', DEFAULT_GUIDANCE_PROMPT)
+            tokens, mask = self.clip_prior.token_embeddings([prompt])
+            keep = int(mask.sum())  # real tokens come first: drop the padding once
+            self.text_tokens, self.text_mask = tokens[:, :keep], mask[:, :keep]
+            text_dim = getattr(net, 'text_dim', tokens.shape[-1])
+            if text_dim != tokens.shape[-1]:
+                raise ValueError(
+                    f'network_g.text_dim {text_dim} does not match the CLIP text width {tokens.shape[-1]} '
+                    f'of {prior_opt.get("clip_model", "ViT-B-16")}'
+                )
 
     def sem_features(self, x):
         """Semantic features of ``x`` (B, 3, H, W) for the network's SEM scales, without gradients."""
@@ -78,12 +101,15 @@ class DeepSPGModel(LLIEBaseModel):
         return [feats[b] for b in self.seg_branches]
 
     def enhance(self, net, x):
-        """Run ``net`` on ``x`` with the prior features (and the C2F prior) it needs."""
+        """Run ``net`` on ``x`` with the prior features (and the C2F prior, the text tokens) it needs."""
         bare = self.get_bare_model(net)
+        kwargs = {}
+        if getattr(bare, 'text_guidance', False):
+            kwargs = {'text_feats': self.text_tokens, 'text_mask': self.text_mask}
         if not getattr(bare, 'use_semantics', False):
-            return net(x)
+            return net(x, **kwargs)
         prior = self.sem_features if getattr(bare, 'c2f', False) else None
-        return net(x, self.sem_features(x), prior=prior)
+        return net(x, self.sem_features(x), prior=prior, **kwargs)
 
     # ---- training -----------------------------------------------------------------------------
     def init_training_settings(self):
@@ -101,12 +127,12 @@ class DeepSPGModel(LLIEBaseModel):
             else:
                 self.model_ema(0)
             self.net_g_ema.eval()
-        for key, attr in LOSS_KEYS.items():
+        for key, attr in self.loss_keys.items():
             loss_opt = train_opt.get(key)
             enabled = bool(loss_opt) and float(loss_opt.get('loss_weight', 1.0)) != 0
             setattr(self, attr, build_loss(dict(loss_opt)).to(self.device) if enabled else None)
-        if all(getattr(self, attr) is None for attr in LOSS_KEYS.values()):
-            raise ValueError('no loss configured: set at least one of train.pixel_opt, edge_opt, semantic_opt, clip_opt')
+        if all(getattr(self, attr) is None for attr in self.loss_keys.values()):
+            raise ValueError(f'no loss configured: set at least one of train.{", ".join(self.loss_keys)}')
         self._build_priors()
         self.setup_optimizers()
         self.setup_schedulers()

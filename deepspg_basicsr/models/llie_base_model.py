@@ -59,7 +59,9 @@ class LLIEBaseModel(SRModel):
             'CosineAnnealingRestartCyclicLR': getattr(lr_scheduler, 'CosineAnnealingRestartCyclicLR', None),
         }
         if classes.get(sched_type) is None:
-            raise ValueError(f'train.scheduler.type {sched_type!r} unknown; choose from {sorted(k for k, v in classes.items() if v)}')
+            raise ValueError(
+                f'train.scheduler.type {sched_type!r} unknown; choose from {sorted(k for k, v in classes.items() if v)}'
+            )
         for optimizer in self.optimizers:
             self.schedulers.append(classes[sched_type](optimizer, **sched_opt))
 

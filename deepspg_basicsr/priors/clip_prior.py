@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_state_dict_strict
+from ..utils.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    load_checkpoint_file,
+    load_state_dict_strict,
+)
 
 logger = logging.getLogger('basicsr')
 
@@ -57,7 +62,9 @@ def build_open_clip(model_name, pretrained=None, quick_gelu=None, allow_unsafe_c
     _register_project_configs()
     if model_name not in open_clip.list_models():
         raise ValueError(f'unknown open_clip model {model_name!r}; known: {open_clip.list_models()[:20]} ...')
-    is_file = pretrained is not None and (osp.isfile(pretrained) or osp.sep in str(pretrained) or '.' in str(pretrained))
+    is_file = pretrained is not None and (
+        osp.isfile(pretrained) or osp.sep in str(pretrained) or '.' in str(pretrained)
+    )
     if is_file or pretrained is None:
         if quick_gelu is None:
             cfg = open_clip.pretrained.get_pretrained_cfg(model_name, 'openai') or {}
@@ -95,6 +102,8 @@ class CLIPPrior(nn.Module):
         prompts (list[str]): Prompts whose embeddings are computed once and cached.
         quick_gelu (bool | None): See :func:`build_open_clip`.
         allow_unsafe_checkpoint (bool): ``weights_only=False`` for a trusted local file.
+        random_seed (int): Seed of the random weights when ``pretrained`` is None (forked RNG).
+            Default: 0.
     """
 
     def __init__(
@@ -104,12 +113,15 @@ class CLIPPrior(nn.Module):
         prompts=('low-light image', 'high-light image'),
         quick_gelu=None,
         allow_unsafe_checkpoint=False,
+        random_seed=0,
     ):
         super().__init__()
         import open_clip
 
         self.model_name = model_name
-        self.model = build_open_clip(model_name, pretrained, quick_gelu, allow_unsafe_checkpoint)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed)
+            self.model = build_open_clip(model_name, pretrained, quick_gelu, allow_unsafe_checkpoint)
         self.random_init = pretrained is None
         if self.random_init:
             logger.warning(
@@ -175,7 +187,7 @@ def build_clip_prior(opt):
     """Build a :class:`CLIPPrior` from an options dict (not mutated).
 
     Keys: ``clip_model``, ``clip_pretrained``, ``clip_quick_gelu``, ``prompts``
-    (``[negative, positive]``), ``allow_unsafe_checkpoint``.
+    (``[negative, positive]``), ``allow_unsafe_checkpoint``, ``random_seed``.
     """
     opt = copy.deepcopy(opt or {})
     return CLIPPrior(
@@ -184,4 +196,5 @@ def build_clip_prior(opt):
         prompts=opt.get('prompts', ('low-light image', 'high-light image')),
         quick_gelu=opt.get('clip_quick_gelu'),
         allow_unsafe_checkpoint=opt.get('allow_unsafe_checkpoint', False),
+        random_seed=opt.get('random_seed', 0),
     )

@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file, load_state_dict_strict
+from ..utils.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    load_checkpoint_file,
+    load_state_dict_strict,
+)
 
 logger = logging.getLogger('basicsr')
 
@@ -56,9 +61,8 @@ def build_mmseg_parts(config):
     Returns:
         tuple[nn.Module, nn.Module, dict]: backbone, decode head and the model config used.
     """
-    from mmengine.config import Config
-
     import mmseg.models  # noqa: F401  (fills mmseg's MODELS registry)
+    from mmengine.config import Config
     from mmseg.registry import MODELS
 
     cfg = Config.fromfile(resolve_mmseg_config(config))
@@ -87,12 +91,24 @@ class SegmentationPrior(nn.Module):
         out_branches (list[int]): Which backbone outputs to return. Default: all four.
         allow_unsafe_checkpoint (bool): Unpickle arbitrary objects from a trusted checkpoint
             (``weights_only=False``). Default: False.
+        random_seed (int): Seed of the random weights when there is no checkpoint, drawn from a
+            forked RNG: training and testing runs rebuild the same random prior whatever the
+            global RNG state. Default: 0.
     """
 
-    def __init__(self, config=DEFAULT_SEG_CONFIG, checkpoint=None, out_branches=(0, 1, 2, 3), allow_unsafe_checkpoint=False):
+    def __init__(
+        self,
+        config=DEFAULT_SEG_CONFIG,
+        checkpoint=None,
+        out_branches=(0, 1, 2, 3),
+        allow_unsafe_checkpoint=False,
+        random_seed=0,
+    ):
         super().__init__()
         self.config = config
-        self.backbone, self.decode_head, model_cfg = build_mmseg_parts(config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed)
+            self.backbone, self.decode_head, model_cfg = build_mmseg_parts(config)
         self.num_classes = model_cfg['decode_head']['num_classes']
         in_channels = model_cfg['decode_head'].get('in_channels')
         self.branch_channels = list(in_channels) if isinstance(in_channels, (list, tuple)) else [in_channels]
@@ -127,7 +143,9 @@ class SegmentationPrior(nn.Module):
         state = extract_state_dict(load_checkpoint_file(path, allow_unsafe=allow_unsafe), path, keys=('state_dict',))
         state = {k: v for k, v in state.items() if k.startswith(('backbone.', 'decode_head.'))}
         if not state:
-            raise CheckpointError(f'checkpoint {path} has no backbone.* / decode_head.* keys: not an MMSegmentation model')
+            raise CheckpointError(
+                f'checkpoint {path} has no backbone.* / decode_head.* keys: not an MMSegmentation model'
+            )
         load_state_dict_strict(self, state, path)
         logger.info('Semantic prior %s loaded from %s', self.config, os.fspath(path))
 
@@ -165,7 +183,8 @@ class SegmentationPrior(nn.Module):
 def build_segmentation_prior(opt):
     """Build a :class:`SegmentationPrior` from an options dict (not mutated).
 
-    Keys: ``seg_config``, ``seg_checkpoint``, ``seg_out_branches``, ``allow_unsafe_checkpoint``.
+    Keys: ``seg_config``, ``seg_checkpoint``, ``seg_out_branches``, ``allow_unsafe_checkpoint``,
+    ``random_seed``.
     """
     opt = copy.deepcopy(opt or {})
     return SegmentationPrior(
@@ -173,4 +192,5 @@ def build_segmentation_prior(opt):
         checkpoint=opt.get('seg_checkpoint'),
         out_branches=opt.get('seg_out_branches', (0, 1, 2, 3)),
         allow_unsafe_checkpoint=opt.get('allow_unsafe_checkpoint', False),
+        random_seed=opt.get('random_seed', 0),
     )

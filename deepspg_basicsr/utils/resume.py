@@ -51,7 +51,9 @@ def load_resume_state(opt):
     else:
         map_location = 'cpu'
     state = load_checkpoint_file(
-        resume_state_path, allow_unsafe=bool(opt['path'].get('allow_unsafe_checkpoint', False)), map_location=map_location
+        resume_state_path,
+        allow_unsafe=bool(opt['path'].get('allow_unsafe_checkpoint', False)),
+        map_location=map_location,
     )
     check_resume(opt, state['iter'])
     return state

@@ -1,0 +1,47 @@
+"""Small builders shared by the tests (light priors so the suite runs on a 2-core CPU)."""
+
+import copy
+
+import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
+
+LIGHT_SEG = 'hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py'
+LIGHT_SEM_CHANNELS = [18, 36, 72]
+TINY_CLIP = 'DeepSPG-CLIP-tiny'
+
+BASE_TRAIN_OPT = {
+    'name': 'unit',
+    'model_type': 'DeepSPGModel',
+    'num_gpu': 0,
+    'is_train': True,
+    'dist': False,
+    'rank': 0,
+    'world_size': 1,
+    'network_g': {
+        'type': 'DeepSPG',
+        'num_feat': 8,
+        'num_blocks': [1, 1, 1],
+        'illum_feat': 8,
+        'sem_channels': LIGHT_SEM_CHANNELS,
+    },
+    'prior': {'seg_config': LIGHT_SEG, 'clip_model': TINY_CLIP, 'clip_pretrained': None},
+    'path': {},
+    'train': {
+        'optim_g': {'type': 'Adam', 'lr': 1e-3},
+        'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+        'pixel_opt': {'type': 'SPGPixelLoss', 'loss_weight': 1.0},
+        'edge_opt': {'type': 'SPGEdgeLoss', 'loss_weight': 1.0},
+        'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.1},
+        'clip_opt': {'type': 'CLIPMultimodalLoss', 'loss_weight': 0.1},
+    },
+}
+
+
+def train_opt(**overrides):
+    """A deep copy of BASE_TRAIN_OPT with top-level sections updated (dicts merged one level)."""
+    opt = copy.deepcopy(BASE_TRAIN_OPT)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(opt.get(key), dict):
+            opt[key].update(copy.deepcopy(value))
+        else:
+            opt[key] = copy.deepcopy(value)
+    return opt

@@ -1,0 +1,52 @@
+"""Semantic-aware Embedding Module."""
+
+from deepspg_basicsr.archs.sem_block import SemanticEmbeddingModule
+
+import torch
+
+
+def test_output_shape_with_mismatched_semantic_size():
+    torch.manual_seed(0)
+    sem = SemanticEmbeddingModule(channels=16, sem_channels=48, num_heads=2)
+    x = torch.rand(2, 16, 37, 53)
+    for size in [(10, 14), (37, 53), (80, 120)]:
+        assert sem(x, torch.rand(2, 48, *size)).shape == x.shape
+
+
+def test_output_depends_on_semantic_input():
+    torch.manual_seed(0)
+    sem = SemanticEmbeddingModule(channels=16, sem_channels=8, num_heads=2)
+    x = torch.rand(1, 16, 20, 20)
+    s1, s2 = torch.rand(1, 8, 5, 5), torch.rand(1, 8, 5, 5)
+    assert not torch.allclose(sem(x, s1), sem(x, s2), atol=1e-5)
+    # and the gradient w.r.t. the semantic features is non-zero
+    s1.requires_grad_(True)
+    sem(x, s1).sum().backward()
+    assert s1.grad.abs().sum() > 0
+
+
+def test_zero_init_is_exact_identity_and_still_trainable():
+    torch.manual_seed(0)
+    sem = SemanticEmbeddingModule(channels=8, sem_channels=4, zero_init=True)
+    x = torch.rand(1, 8, 12, 12)
+    out = sem(x, torch.rand(1, 4, 3, 3))
+    assert torch.equal(out, x)
+    out.square().sum().backward()
+    assert sem.attn.project_out.weight.grad.abs().sum() > 0
+    assert sem.ffn.project_out.weight.grad.abs().sum() > 0
+
+
+def test_attention_cost_is_linear_in_pixels():
+    # channel attention: the attention matrix is (C/h x C/h), independent of the image size
+    sem = SemanticEmbeddingModule(channels=8, sem_channels=4, num_heads=2)
+    captured = {}
+
+    def hook(module, args, out):
+        captured['shape'] = out.shape
+
+    h = sem.attn.project_out.register_forward_hook(hook)
+    sem(torch.rand(1, 8, 64, 64), torch.rand(1, 4, 8, 8))
+    h.remove()
+    assert captured['shape'] == (1, 8, 64, 64)
+    q = torch.rand(1, 2, 4, 64 * 64)
+    assert (q @ q.transpose(-2, -1)).shape == (1, 2, 4, 4)
