@@ -75,3 +75,16 @@ def test_presets_parameter_counts():
     large = sum(p.numel() for p in DeepSPG(num_feat=32, illum_feat=32).parameters())
     assert abs(base / 0.55e6 - 1) <= 0.10, base
     assert abs(large / 2.13e6 - 1) <= 0.10, large
+
+
+@pytest.mark.parametrize(
+    'kwargs, params_target, gflops_target',
+    [({}, 0.55e6, 6.91), ({'num_feat': 32, 'illum_feat': 32}, 2.13e6, 26.03)],
+    ids=['base', 'large'],
+)
+def test_presets_fvcore_size_targets(kwargs, params_target, gflops_target):
+    from deepspg_basicsr.utils.complexity import count_deepspg
+
+    params, gflops = count_deepspg(DeepSPG(**kwargs), 256)
+    assert abs(params / params_target - 1) <= 0.10, params
+    assert abs(gflops / gflops_target - 1) <= 0.15, gflops
