@@ -79,6 +79,7 @@ setup(
         'console_scripts': [
             'deepspg-train=deepspg_basicsr.train:main',
             'deepspg-test=deepspg_basicsr.test:main',
+            'deepspg-enhance=deepspg_basicsr.enhance:main',
         ]
     },
     classifiers=[

@@ -129,6 +129,81 @@ def cpu_safe_resume():
     basicsr_train.load_resume_state = load_resume_state
 
 
+def resume_mid_epoch():
+    """basicsr 1.4.2's train loop, resumed, restarts the interrupted epoch from its first batch
+    (those batches are trained on twice) with freshly seeded random generators. Build the train
+    sampler as :class:`~deepspg_basicsr.utils.resume.ResumableSampler`, which skips the consumed
+    batches and restores the saved RNG states (``docs/RELIABILITY.md``).
+
+    Without a resume state the sampler is upstream's ``EnlargedSampler`` unchanged.
+    """
+    import basicsr.train as basicsr_train
+
+    from .utils.resume import ResumableSampler
+
+    basicsr_train.EnlargedSampler = ResumableSampler
+
+
+#: ``dist_params.backend`` of the option file, set by the launcher (:mod:`deepspg_basicsr.launch`);
+#: None: nccl with CUDA, gloo without.
+DIST_BACKEND = None
+
+
+def _init_dist_pytorch_any_device(backend='nccl', **kwargs):
+    import basicsr.utils.dist_util as dist_util
+
+    backend = DIST_BACKEND or backend
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return dist_util._deepspg_upstream_init_dist_pytorch(backend, **kwargs)
+    if DIST_BACKEND == 'nccl':
+        raise RuntimeError('dist_params.backend is nccl, which needs CUDA, but no CUDA device is visible: use gloo')
+    torch.distributed.init_process_group(backend='gloo', **kwargs)
+
+
+_init_dist_pytorch_any_device._deepspg = True
+
+
+def dist_init_without_cuda():
+    """basicsr 1.4.2's ``_init_dist_pytorch`` (``--launcher pytorch``) always asks for nccl and
+    calls ``torch.cuda.set_device(rank % torch.cuda.device_count())``: without CUDA that is a
+    ZeroDivisionError, so distributed training cannot run on CPU. It also ignores
+    ``dist_params.backend``. Replace it: without CUDA, the gloo backend and no device selection;
+    with CUDA, upstream's function (device ``rank % device_count``), with the backend of
+    ``dist_params.backend`` when the launcher read one (:data:`DIST_BACKEND`), else nccl.
+
+    With CUDA and no ``dist_params.backend`` the behaviour is upstream's.
+    """
+    import basicsr.utils.dist_util as dist_util
+
+    if getattr(dist_util._init_dist_pytorch, '_deepspg', False):
+        return
+    dist_util._deepspg_upstream_init_dist_pytorch = dist_util._init_dist_pytorch
+    dist_util._init_dist_pytorch = _init_dist_pytorch_any_device
+
+
+def safe_basicsr_load_network():
+    """basicsr 1.4.2's ``BaseModel.load_network`` (stock models: ``SRModel``, ...) calls
+    ``torch.load`` with torch's default unpickling, which runs arbitrary code from the file on
+    torch < 2.6 and cannot be opted out of for trusted files on newer torch. Load through
+    :func:`~deepspg_basicsr.utils.checkpoint.load_network_weights` instead: ``weights_only=True``
+    unless ``path.allow_unsafe_checkpoint: true``, errors naming the file and mismatching keys.
+
+    Loading a sound checkpoint gives the same weights as upstream.
+    """
+    from basicsr.models.base_model import BaseModel
+
+    if getattr(BaseModel.load_network, '_deepspg', False):
+        return
+    from .utils.checkpoint import load_network_weights
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        allow_unsafe = bool(self.opt['path'].get('allow_unsafe_checkpoint', False))
+        load_network_weights(self.get_bare_model(net), load_path, strict, param_key, allow_unsafe)
+
+    load_network._deepspg = True
+    BaseModel.load_network = load_network
+
+
 def apply_all():
     """Apply every shim once (idempotent)."""
     global _APPLIED
@@ -138,4 +213,7 @@ def apply_all():
     stub_mmcv_ops()
     hub_offline_if_unreachable()
     cpu_safe_resume()
+    resume_mid_epoch()
+    dist_init_without_cuda()
+    safe_basicsr_load_network()
     _APPLIED = True

@@ -1,5 +1,6 @@
-"""Shared by the train / test entry points: registration, argv normalisation, root folder."""
+"""Shared by the train / test entry points: registration, argv normalisation, option checks."""
 
+import argparse
 import os
 import sys
 
@@ -17,10 +18,71 @@ def normalize_argv(argv):
     return out
 
 
-def prepare(argv=None):
-    """Register the project in BasicSR and normalise ``sys.argv``; returns the root folder
-    (the current directory: experiments/ and results/ are written there)."""
+def _apply_force_yml(opt, entries):
+    """BasicSR's ``--force_yml a:b=value`` overrides, applied to ``opt`` (existing keys only)."""
+    from basicsr.utils.options import _postprocess_yml_value
+
+    for entry in entries or ():
+        keys, _, value = entry.partition('=')
+        section = opt
+        *parents, last = [k.strip() for k in keys.split(':')]
+        for key in parents:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section[last] = _postprocess_yml_value(value.strip())
+
+
+def read_option_file(argv, is_train=True):
+    """Load and validate the option file named by ``-opt`` in ``argv`` (BasicSR's arguments).
+
+    Returns:
+        tuple[dict, argparse.Namespace]: The options as BasicSR's ``parse_options`` will read
+        them (``--force_yml`` applied), and the launcher arguments.
+
+    Raises:
+        OptionError: naming the file and every missing or misspelt key.
+    """
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+
+    from .utils.options_check import OptionError, check_options
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', type=str)
+    parser.add_argument('--launcher', default='none')
+    parser.add_argument('--force_yml', nargs='+', default=None)
+    args, _ = parser.parse_known_args(argv)
+    if args.opt is None:
+        return None, args  # BasicSR's parser reports the missing -opt
+    if not os.path.isfile(args.opt):
+        raise OptionError(['the file does not exist'], args.opt)
+    try:
+        with open(args.opt) as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as err:
+        raise OptionError([f'not valid YAML: {err}'], args.opt) from err
+    _apply_force_yml(opt, args.force_yml)
+    check_options(opt, args.opt, is_train)
+    return opt, args
+
+
+def prepare(argv=None, is_train=True):
+    """Register the project in BasicSR, normalise ``sys.argv`` and check the option file;
+    returns the root folder (the current directory: experiments/ and results/ are written
+    there). A bad option file ends the program (status 2) with a message naming the file and
+    the keys; ``dist_params.backend`` is handed to the distributed init
+    (:func:`deepspg_basicsr.compat.dist_init_without_cuda`)."""
     import deepspg_basicsr  # noqa: F401  (compat shims + registration)
 
+    from . import compat
+    from .utils.options_check import OptionError
+
     sys.argv = [sys.argv[0]] + normalize_argv(sys.argv[1:] if argv is None else list(argv))
+    try:
+        opt, args = read_option_file(sys.argv[1:], is_train)
+    except OptionError as err:
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    if opt is not None and args.launcher != 'none':
+        compat.DIST_BACKEND = (opt.get('dist_params') or {}).get('backend')
     return os.getcwd()

@@ -8,7 +8,7 @@ from .launch import prepare
 
 
 def main(argv=None):
-    root = prepare(argv)
+    root = prepare(argv, is_train=False)
     from basicsr.test import test_pipeline
 
     test_pipeline(root)

@@ -127,3 +127,16 @@ def test_non_finite_loss_stops_with_message():
 def test_sem_channel_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match='sem_channels'):
         build_model(train_opt(network_g={'sem_channels': [48, 96, 192]}))
+
+
+def test_any_torch_optimizer_by_name_and_clear_error_otherwise():
+    model = build_model(
+        train_opt(
+            network_g={'use_semantics': False},
+            train={'semantic_opt': None, 'clip_opt': None, 'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.01}},
+        )
+    )
+    assert type(model.optimizer_g).__name__ == 'AdamW'
+    assert model.optimizer_g.param_groups[0]['weight_decay'] == 0.01
+    with pytest.raises(ValueError, match='Adamz'):
+        build_model(train_opt(train={'optim_g': {'type': 'Adamz', 'lr': 1e-3}}))

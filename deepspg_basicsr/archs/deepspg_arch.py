@@ -163,8 +163,53 @@ class DeepSPG(nn.Module):
             raise ValueError('DeepSPG with text_guidance=True needs text_feats (CLIP token embeddings)')
         return self.tcms[level](feat, text_feats, text_mask)
 
+    def encode(self, x):
+        """The part of a pass that does not depend on the semantic features.
+
+        Illumination estimation, Retinex decomposition and the reflectance encoder; the
+        coarse-to-fine pass reuses it, since only the decoder sees the prior.
+
+        Args:
+            x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W), any H and W.
+
+        Returns:
+            dict: ``size`` (H, W), ``illum`` and ``refl0`` (padded to a multiple of 4), encoder
+            features ``e0``, ``e1``, ``e2`` at scales 1, 1/2, 1/4.
+        """
+        xp = pad_to_multiple(x, self.down_factor)
+        illum, illum_feat = self.illumination(xp)
+        refl0 = xp / illum
+        e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)))
+        e1 = self.encoders[1](self.downs[0](e0))
+        e2 = self.encoders[2](self.downs[1](e1))
+        return {'size': x.shape[-2:], 'illum': illum, 'refl0': refl0, 'e0': e0, 'e1': e1, 'e2': e2}
+
+    def decode(self, enc, sem_feats=None, text_feats=None, text_mask=None):
+        """The semantic decoder and recomposition on the output of :meth:`encode`.
+
+        Args:
+            enc (dict): Output of :meth:`encode`.
+            sem_feats, text_feats, text_mask: See :meth:`enhance`.
+
+        Returns:
+            dict: See :meth:`enhance`.
+        """
+        h, w = enc['size']
+        t = (text_feats, text_mask)
+        d2 = self.decoders[2](self._text(2, self._sem(2, enc['e2'], sem_feats), *t))
+        d1 = self.fuses[1](torch.cat([self.ups[1](d2), enc['e1']], dim=1))
+        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t))
+        d0 = self.fuses[0](torch.cat([self.ups[0](d1), enc['e0']], dim=1))
+        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t))
+        if self.text_guidance:
+            d0 = self.fusion([d0, d1, d2])
+        illum = enc['illum']
+        refl = enc['refl0'] + self.conv_out(d0)
+        out = refl * illum.pow(F.softplus(self.gamma_raw))
+        return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
+
     def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):
-        """One enhancement pass.
+        """One enhancement pass (:meth:`encode` then :meth:`decode`).
 
         Args:
             x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W), any H and W.
@@ -178,26 +223,18 @@ class DeepSPG(nn.Module):
             dict: ``out`` (B, 3, H, W) enhanced image (not clamped), ``illumination`` L and
             ``reflectance`` R, both (B, 3, H, W).
         """
-        h, w = x.shape[-2:]
-        xp = pad_to_multiple(x, self.down_factor)
-        illum, illum_feat = self.illumination(xp)
-        refl0 = xp / illum
-        e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)))
-        e1 = self.encoders[1](self.downs[0](e0))
-        t = (text_feats, text_mask)
-        d2 = self.decoders[2](self._text(2, self._sem(2, self.encoders[2](self.downs[1](e1)), sem_feats), *t))
-        d1 = self.fuses[1](torch.cat([self.ups[1](d2), e1], dim=1))
-        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t))
-        d0 = self.fuses[0](torch.cat([self.ups[0](d1), e0], dim=1))
-        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t))
-        if self.text_guidance:
-            d0 = self.fusion([d0, d1, d2])
-        refl = refl0 + self.conv_out(d0)
-        out = refl * illum.pow(F.softplus(self.gamma_raw))
-        return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
+        return self.decode(self.encode(x), sem_feats, text_feats, text_mask)
 
-    def forward(self, x, sem_feats=None, prior=None, return_aux=False, text_feats=None, text_mask=None):
+    def forward(
+        self, x, sem_feats=None, prior=None, return_aux=False, text_feats=None, text_mask=None, coarse_grad=False
+    ):
         """Enhance, with the coarse-to-fine pass when ``c2f`` is on and ``prior`` is given.
+
+        The coarse-to-fine pass reuses the first pass's :meth:`encode` (only the decoder sees the
+        prior), so it costs one decoder, not a whole pass; the result is the same as two full
+        passes. The coarse decoder runs without an autograd graph unless ``coarse_grad``: its
+        output reaches the final result only through ``prior``, which in :class:`DeepSPGModel`
+        runs under ``no_grad``, so no gradient could flow back through it anyway.
 
         Args:
             x (Tensor): Low-light RGB in [0, 1], (B, 3, H, W).
@@ -208,16 +245,19 @@ class DeepSPG(nn.Module):
                 ``reflectance`` and ``sem_feats`` as well. Default: False.
             text_feats, text_mask: CLIP token embeddings and mask, for ``text_guidance`` (see
                 :meth:`enhance`); both passes use them.
+            coarse_grad (bool): Keep the coarse pass's autograd graph (for a loss on
+                ``coarse``, or a differentiable ``prior``). Default: False.
 
         Returns:
             Tensor | dict: The enhanced image (B, 3, H, W), or the dict.
         """
-        res = self.enhance(x, sem_feats, text_feats, text_mask)
+        enc = self.encode(x)
         coarse = None
         if self.c2f and self.use_semantics and prior is not None:
-            coarse = res['out']
+            with torch.set_grad_enabled(coarse_grad and torch.is_grad_enabled()):
+                coarse = self.decode(enc, sem_feats, text_feats, text_mask)['out']
             sem_feats = prior(coarse.clamp(0, 1))
-            res = self.enhance(x, sem_feats, text_feats, text_mask)
+        res = self.decode(enc, sem_feats, text_feats, text_mask)
         if not return_aux:
             return res['out']
         return dict(res, coarse=coarse, sem_feats=sem_feats)

@@ -9,6 +9,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..priors import build_clip_prior, build_segmentation_prior
+from ..utils.perf import autocast, compile_module, grad_scaler, parse_perf_options, to_channels_last
+from ..utils.self_ensemble import self_ensemble
 from .llie_base_model import LLIEBaseModel
 
 #: Option key under ``train`` of each loss of eq. 15 -> the model attribute holding it.
@@ -31,9 +33,13 @@ class DeepSPGModel(LLIEBaseModel):
 
     * ``prior``: ``seg_config``, ``seg_checkpoint``, ``seg_branches`` (backbone branches fed to
       the network's SEM scales, default [0, 1, 2]), ``seg_scale`` (run the prior on the input
-      resized by this factor, default 1.0), ``clip_model``, ``clip_pretrained``,
+      resized by this factor, default 1.0), ``c2f_seg_scale`` (the same for the coarse-to-fine
+      pass only, default ``seg_scale``), ``clip_model``, ``clip_pretrained``,
       ``clip_quick_gelu``, ``allow_unsafe_checkpoint``, ``guidance_prompt`` (the sentence whose
       CLIP token embeddings condition a network with ``text_guidance``; computed once and cached).
+    * ``perf``: speed options ``amp`` (none | bf16 | fp16), ``channels_last`` (bool or a list of
+      ``enhancer`` / ``prior``), ``compile`` (bool or torch.compile kwargs); all off by default, see
+      :mod:`deepspg_basicsr.utils.perf` and ``docs/BENCHMARKS.md``.
     * Ablations: image semantics = ``network_g.use_semantics``; coarse-to-fine =
       ``network_g.c2f``; text semantics = ``train.clip_opt``; each loss = its ``train.*_opt``
       (absent or ``loss_weight: 0`` turns it off).
@@ -50,6 +56,7 @@ class DeepSPGModel(LLIEBaseModel):
         self.text_tokens = None
         super().__init__(opt)
         self._build_priors()
+        self._setup_perf()
 
     # ---- priors -----------------------------------------------------------------------------
     @property
@@ -91,25 +98,79 @@ class DeepSPGModel(LLIEBaseModel):
                     f'of {prior_opt.get("clip_model", "ViT-B-16")}'
                 )
 
-    def sem_features(self, x):
-        """Semantic features of ``x`` (B, 3, H, W) for the network's SEM scales, without gradients."""
-        scale = float((self.opt.get('prior') or {}).get('seg_scale', 1.0))
-        with torch.no_grad():
+    def _setup_perf(self):
+        """Apply the ``perf`` options (see :mod:`deepspg_basicsr.utils.perf`) to the networks."""
+        self.perf = parse_perf_options(self.opt.get('perf'), self.device.type)
+        parts = self.perf['channels_last']
+        for net in (self.net_g, getattr(self, 'net_g_ema', None)):
+            if net is not None:
+                to_channels_last(net, 'enhancer' in parts)
+                compile_module(self.get_bare_model(net), self.perf['compile'])
+        for prior in (self.seg_prior, self.clip_prior):
+            if prior is not None:
+                to_channels_last(prior, 'prior' in parts)
+        self.grad_scaler = grad_scaler(self.device.type, self.perf['amp'])
+
+    def autocast(self):
+        """Mixed-precision context of ``perf.amp`` (a null context when off)."""
+        return autocast(self.device.type, self.perf['amp'])
+
+    def sem_features(self, x, scale=None):
+        """Semantic features of ``x`` (B, 3, H, W) for the network's SEM scales, without gradients.
+
+        Args:
+            x (Tensor): Images in [0, 1].
+            scale (float | None): Run the prior on ``x`` resized by this factor; None:
+                ``prior.seg_scale`` (default 1.0).
+        """
+        if scale is None:
+            scale = (self.opt.get('prior') or {}).get('seg_scale', 1.0)
+        scale = float(scale)
+        with torch.no_grad(), self.autocast():
             if scale != 1.0:
                 x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False, antialias=scale < 1)
+            x = to_channels_last(x, 'prior' in self.perf['channels_last'])
             feats = self.seg_prior(x, return_logits=False)['feats']
         return [feats[b] for b in self.seg_branches]
 
-    def enhance(self, net, x):
-        """Run ``net`` on ``x`` with the prior features (and the C2F prior, the text tokens) it needs."""
+    def c2f_features(self, x):
+        """Semantic features for the coarse-to-fine pass: :meth:`sem_features` at
+        ``prior.c2f_seg_scale`` (default: ``prior.seg_scale``)."""
+        prior_opt = self.opt.get('prior') or {}
+        return self.sem_features(x, prior_opt.get('c2f_seg_scale', prior_opt.get('seg_scale', 1.0)))
+
+    def _run_net(self, net, x, *args, **kwargs):
+        """``net(x, ...)`` with the ``perf`` options: autocast, channels-last input; float32 output."""
+        with self.autocast():
+            out = net(to_channels_last(x, 'enhancer' in self.perf['channels_last']), *args, **kwargs)
+        if torch.is_tensor(out):
+            return out.float()
+        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+
+    def enhance(self, net, x, sem_feats=None, c2f=True, return_aux=False):
+        """Run ``net`` on ``x`` with the prior features (and the C2F prior, the text tokens) it needs.
+
+        Args:
+            net (nn.Module): The enhancer (``net_g``, ``net_g_ema`` or their bare modules).
+            x (Tensor): Low-light input (B, 3, H, W) in [0, 1].
+            sem_feats (list[Tensor] | None): Prior features to use instead of running the prior
+                on ``x`` (e.g. features of the whole image cropped to a tile). Default: None.
+            c2f (bool): Allow the coarse-to-fine pass (when the network has it on); False runs
+                one pass. Default: True.
+            return_aux (bool): Return the network's dict (``out``, ``illumination``,
+                ``reflectance``, ...; networks whose forward takes ``return_aux``). Default: False.
+
+        Returns:
+            Tensor | dict: The enhanced image (B, 3, H, W), not clamped, or the dict.
+        """
         bare = self.get_bare_model(net)
-        kwargs = {}
+        kwargs = {'return_aux': True} if return_aux else {}
         if getattr(bare, 'text_guidance', False):
-            kwargs = {'text_feats': self.text_tokens, 'text_mask': self.text_mask}
+            kwargs.update(text_feats=self.text_tokens, text_mask=self.text_mask)
         if not getattr(bare, 'use_semantics', False):
-            return net(x, **kwargs)
-        prior = self.sem_features if getattr(bare, 'c2f', False) else None
-        return net(x, self.sem_features(x), prior=prior, **kwargs)
+            return self._run_net(net, x, **kwargs)
+        prior = self.c2f_features if c2f and getattr(bare, 'c2f', False) else None
+        return self._run_net(net, x, self.sem_features(x) if sem_feats is None else sem_feats, prior=prior, **kwargs)
 
     # ---- training -----------------------------------------------------------------------------
     def init_training_settings(self):
@@ -145,12 +206,16 @@ class DeepSPGModel(LLIEBaseModel):
         if self.cri_edge is not None:
             losses['l_edge'] = self.cri_edge(output, gt)
         if self.cri_sem is not None:
-            out_logits = self.seg_prior(output)['logits']
-            with torch.no_grad():
-                gt_logits = self.seg_prior(gt)['logits']
+            prior_cl = 'prior' in self.perf['channels_last']
+            with self.autocast():
+                out_logits = self.seg_prior(to_channels_last(output, prior_cl))['logits']
+                with torch.no_grad():
+                    gt_logits = self.seg_prior(to_channels_last(gt, prior_cl))['logits']
             losses['l_sem'] = self.cri_sem(out_logits, gt_logits)
         if self.cri_clip is not None:
-            losses['l_clip'] = self.cri_clip(self.clip_prior.encode_image(output), self.clip_prior.text_features)
+            with self.autocast():
+                image_features = self.clip_prior.encode_image(output)
+            losses['l_clip'] = self.cri_clip(image_features, self.clip_prior.text_features)
         return sum(losses.values()), losses
 
     def optimize_parameters(self, current_iter):
@@ -160,10 +225,23 @@ class DeepSPGModel(LLIEBaseModel):
         self.backward_and_step(l_total, losses, current_iter)
 
     # ---- testing ------------------------------------------------------------------------------
+    supports_self_ensemble = True
+
     def test(self):
-        net = getattr(self, 'net_g_ema', None) or self.net_g
+        """Enhance ``self.lq`` into ``self.output``, clamped to [0, 1].
+
+        Uses ``net_g_ema`` when present, unwrapped from DDP (validation runs on rank 0 alone).
+        ``val.self_ensemble: true`` averages the 8 flips / rotations of the input, each enhanced
+        with its own prior features (and C2F pass) and transformed back
+        (:func:`~deepspg_basicsr.utils.self_ensemble.self_ensemble`); 8x the time.
+        """
+        net = self.get_bare_model(getattr(self, 'net_g_ema', None) or self.net_g)
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = self.enhance(net, self.lq).clamp(0, 1)
+            if (self.opt.get('val') or {}).get('self_ensemble', False):
+                out = self_ensemble(lambda t: self.enhance(net, t), self.lq)
+            else:
+                out = self.enhance(net, self.lq)
+            self.output = out.clamp(0, 1)
         net.train(was_training)

@@ -1,7 +1,6 @@
 """Semantic-guided GAN training (SKF's SA loss) for any semantically guided network."""
 
 import copy
-import math
 from collections import OrderedDict
 
 import torch
@@ -109,9 +108,11 @@ class SemanticGANModel(SemanticGuidedModel):
         fake_pred = self._disc(fake)
         l_d_fake = self.cri_gan(fake_pred, False, True, self._disc(fake, region), region)
         l_d = l_d_real + l_d_fake
-        if not math.isfinite(float(l_d.detach())):
+        finite, local = self.all_ranks_finite(l_d)
+        if not finite:
+            where = ' on another rank' if local else ''
             raise NonFiniteLossError(
-                f'non-finite discriminator loss at iter {current_iter}: l_d_real {float(l_d_real)}, '
+                f'non-finite discriminator loss at iter {current_iter}{where}: l_d_real {float(l_d_real)}, '
                 f'l_d_fake {float(l_d_fake)}. Training stopped; the last saved checkpoint is intact.'
             )
         l_d.backward()

@@ -103,3 +103,55 @@ def atomic_torch_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def load_network_weights(net, load_path, strict=True, param_key='params', allow_unsafe=False, logger=None):
+    """Load a BasicSR network checkpoint (``{'params': ..., 'params_ema': ...}``) into ``net``,
+    the way BasicSR's ``BaseModel.load_network`` does, but safely.
+
+    The file is read by :func:`load_checkpoint_file` (``weights_only=True`` unless
+    ``allow_unsafe``); a missing ``param_key`` falls back to ``params`` as upstream; a DDP
+    ``module.`` prefix is dropped; with ``strict`` any key or shape mismatch raises a
+    :class:`CheckpointError` naming the file and the first mismatching keys, otherwise the
+    differences are logged and the matching keys are loaded.
+
+    Args:
+        net (nn.Module): The bare network (not wrapped in DDP).
+        load_path (str): Checkpoint file.
+        strict (bool): Keys and shapes must match exactly. Default: True.
+        param_key (str | None): Key of the state dict in the file; None: the file is the state
+            dict. Default: 'params'.
+        allow_unsafe (bool): ``weights_only=False``, for trusted files only. Default: False.
+        logger (logging.Logger | None): Where to log. Default: BasicSR's root logger.
+    """
+    if logger is None:
+        from basicsr.utils import get_root_logger
+
+        logger = get_root_logger()
+    load_net = load_checkpoint_file(load_path, allow_unsafe=allow_unsafe)
+    if param_key is not None:
+        if not isinstance(load_net, dict):
+            raise CheckpointError(f'{load_path} holds a {type(load_net).__name__}, not a dict of state dicts')
+        if param_key not in load_net and 'params' in load_net:
+            logger.info(f'Loading: {param_key} does not exist in {load_path}, use params.')
+            param_key = 'params'
+        if param_key not in load_net:
+            raise CheckpointError(f'{load_path} has no key {param_key!r} (keys: {list(load_net)[:10]})')
+        load_net = load_net[param_key]
+    if not isinstance(load_net, dict) or not all(torch.is_tensor(v) for v in load_net.values()):
+        raise CheckpointError(f'{load_path} [{param_key}] is not a state dict of tensors')
+    logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+    load_net = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in load_net.items())
+    if strict:
+        load_state_dict_strict(net, load_net, load_path)
+        return
+    own = net.state_dict()
+    missing = [k for k in own if k not in load_net]
+    unexpected = [k for k in load_net if k not in own]
+    shapes = [k for k in own if k in load_net and own[k].shape != load_net[k].shape]
+    if missing or unexpected or shapes:
+        logger.warning(
+            f'Non-strict load of {load_path}: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} '
+            f'unexpected keys {unexpected[:5]}, {len(shapes)} shape mismatches {shapes[:5]} (not loaded).'
+        )
+    net.load_state_dict({k: v for k, v in load_net.items() if k not in shapes}, strict=False)

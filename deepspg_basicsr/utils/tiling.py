@@ -72,11 +72,12 @@ def crop_to(x, h, w):
     return x[..., :h, :w]
 
 
-def axis_tiles(length, tile, overlap):
+def axis_tiles(length, tile, overlap, align=1):
     """Lay tiles along one axis and compute their blending windows.
 
     Tiles have size ``min(tile, length)``; their starts are spread evenly from 0 to
-    ``length - tile`` so that neighbours overlap by at least ``overlap`` pixels. Across each
+    ``length - tile`` (multiples of ``align``) so that neighbours overlap by at least ``overlap``
+    pixels. Across each
     overlap the weight passes from one tile to the next along a raised-cosine ramp of
     ``overlap // 2`` pixels centred in the overlap; the pixels on either side of the ramp, at
     least ``overlap // 4`` near each inner tile edge, get weight 0 in the tile whose edge it
@@ -86,15 +87,23 @@ def axis_tiles(length, tile, overlap):
         length (int): Size of the axis.
         tile (int): Tile size.
         overlap (int): Minimum overlap of neighbouring tiles, 0 <= overlap < tile.
+        align (int): Every start is a multiple of this; ``length`` and ``tile`` must then be
+            multiples of it too (when ``length > tile``), and ``tile - overlap >= align``.
+            Default: 1.
 
     Returns:
         list[tuple[int, Tensor]]: For each tile its start and its float64 window, shape (size,).
     """
     if length <= tile:
         return [(0, torch.ones(length, dtype=torch.float64))]
-    stride = tile - overlap
-    num = 1 + math.ceil((length - tile) / stride)
-    starts = [i * (length - tile) // (num - 1) for i in range(num)]
+    if length % align or tile % align or tile - overlap < align:
+        raise ValueError(
+            f'align={align} needs length ({length}) and tile ({tile}) multiples of it and tile - overlap >= align'
+        )
+    # in units of align: the last start is span, consecutive starts differ by at most step
+    span, step = (length - tile) // align, (tile - overlap) // align
+    num = 1 + math.ceil(span / step)
+    starts = [align * (i * span // (num - 1)) for i in range(num)]
     blend = overlap // 2
     k = torch.arange(blend, dtype=torch.float64)
     ramp_up = 0.5 - 0.5 * torch.cos(math.pi * (k + 0.5) / max(blend, 1))
@@ -123,10 +132,11 @@ def axis_tiles(length, tile, overlap):
     return [(start, win / total[start : start + tile]) for start, win in zip(starts, windows)]
 
 
-def _run_padded(fn, x, pad_multiple):
-    """``fn`` on ``x`` reflect-padded to ``pad_multiple`` and cropped back; checks the output size."""
+def _run_padded(fn, x, pad_multiple, box=None):
+    """``fn`` on ``x`` reflect-padded to ``pad_multiple`` and cropped back; checks the output size.
+    With ``box`` (the tile's place), ``fn`` is called as ``fn(padded, box)``."""
     padded, (h, w) = pad_to_multiple(x, pad_multiple)
-    out = fn(padded)
+    out = fn(padded) if box is None else fn(padded, box)
     if not torch.is_tensor(out) or out.dim() != 4 or out.shape[-2:] != padded.shape[-2:]:
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise ValueError(
@@ -143,7 +153,7 @@ def _pair(value, name):
     return pair
 
 
-def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1):
+def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box=False):
     """Run ``fn`` on overlapping tiles of ``x`` and blend them without seams.
 
     Tiles lie on a grid (see :func:`axis_tiles` for one axis); each tile is reflect-padded to a
@@ -158,6 +168,13 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1):
 
     When the image fits in one tile (``H <= tile`` and ``W <= tile``) the result is
     ``fn(x)`` itself (``pad_multiple`` still applies).
+
+    A network that down-samples by ``f`` (strided convolutions) computes different sample
+    phases on a tile that starts at a position not divisible by ``f``. With ``align=f`` the image
+    is first reflect-padded at its bottom / right to a multiple of ``f`` (as such networks pad
+    their input themselves), tile sizes are rounded down to multiples of ``f`` and every tile
+    starts at a multiple of ``f``; then the equality above also holds for down-sampling
+    networks (receptive-field radius measured in input pixels).
 
     Memory: besides ``x``, the output accumulator of B * C_out * H * W values (float32, or the
     output dtype if wider, on the device of ``fn``'s output; 72 MB for 1x3x2000x3000), plus
@@ -176,6 +193,10 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1):
             receptive-field radius. Default: 32.
         pad_multiple (int): Reflect-pad each tile to a multiple of this (the network's
             down-sampling factor) and crop the output back. Default: 1.
+        align (int): Tile starts and sizes are multiples of this (see above). Default: 1.
+        with_box (bool): Call ``fn(tile, box)`` with ``box = (top, left, height, width)``, the
+            tile's place in ``x`` (in the padded image when ``align > 1``), e.g. to crop
+            features computed on the whole image. Default: False.
 
     Returns:
         Tensor: Shape (B, C_out, H, W), dtype of ``fn``'s output.
@@ -184,20 +205,29 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1):
         raise ValueError(f'expected x of shape (B, C, H, W), got {tuple(x.shape)}')
     tile_h, tile_w = _pair(tile, 'tile')
     overlap_h, overlap_w = _pair(overlap, 'overlap')
+    if not isinstance(align, int) or align < 1:
+        raise ValueError(f'align must be a positive int, got {align!r}')
+    if align > 1:
+        tile_h, tile_w = tile_h // align * align, tile_w // align * align
     for t, o in ((tile_h, overlap_h), (tile_w, overlap_w)):
-        if t < 1 or not 0 <= o < t:
-            raise ValueError(f'need tile >= 1 and 0 <= overlap < tile, got tile={tile!r}, overlap={overlap!r}')
+        if t < 1 or not 0 <= o < t or t - o < align:
+            raise ValueError(
+                f'need tile >= 1, 0 <= overlap < tile and tile - overlap >= align, got tile={tile!r}, '
+                f'overlap={overlap!r}, align={align}'
+            )
+    x, size = pad_to_multiple(x, align)
     height, width = x.shape[-2:]
     if height <= tile_h and width <= tile_w:
-        return _run_padded(fn, x, pad_multiple)
+        return crop_to(_run_padded(fn, x, pad_multiple, (0, 0, height, width) if with_box else None), *size)
 
-    rows = axis_tiles(height, tile_h, overlap_h)
-    cols = axis_tiles(width, tile_w, overlap_w)
+    rows = axis_tiles(height, tile_h, overlap_h, align)
+    cols = axis_tiles(width, tile_w, overlap_w, align)
     out = None
     for top, win_y in rows:
         for left, win_x in cols:
             size_y, size_x = win_y.numel(), win_x.numel()
-            y = _run_padded(fn, x[..., top : top + size_y, left : left + size_x], pad_multiple)
+            box = (top, left, size_y, size_x) if with_box else None
+            y = _run_padded(fn, x[..., top : top + size_y, left : left + size_x], pad_multiple, box)
             if out is None:
                 out_dtype = y.dtype
                 acc_dtype = torch.promote_types(out_dtype, torch.float32)
@@ -205,4 +235,4 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1):
             weight = (win_y[:, None] * win_x[None, :]).to(device=y.device, dtype=acc_dtype)
             out[..., top : top + size_y, left : left + size_x].addcmul_(y.to(acc_dtype), weight)
             del y
-    return out.to(out_dtype)
+    return crop_to(out.to(out_dtype), *size)

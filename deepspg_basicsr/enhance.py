@@ -1,0 +1,463 @@
+"""``deepspg-enhance``: enhance your own low-light images with a trained DeepSPG (no ground truth).
+
+Usage::
+
+    deepspg-enhance photos/ -opt options/test_DeepSPG_LOLv1.yml --output enhanced/
+    deepspg-enhance 'photos/*.jpg' img.png -opt options/test_DeepSPG_LOLv1.yml --weights net_g.pth \\
+        --output enhanced/ --tile 512 --overlap 64 --device cuda --half
+    python -m deepspg_basicsr.enhance ...
+
+Inputs are files, folders (their image files, not recursive) and glob patterns. Each result is
+written into ``--output`` under the input's file name, in the input's format: bit depth (8 / 16
+bit, float), grey or colour, and the alpha channel (kept aside, never enhanced) as far as the
+extension's codec stores them (:mod:`deepspg_basicsr.utils.image_io`). Optional pictures go into
+sub-folders: ``compare/`` (input | output side by side), ``maps/`` (illumination and reflectance,
+reflectance clipped to [0, 1] for display) and ``seg/`` (the prior's segmentation of the input as
+a colour overlay on the output, fixed 150-colour palette). A file that cannot be read, enhanced or
+written is reported by name and the others are still processed; the exit status is then 1 and
+the failures are listed at the end.
+
+Large images: ``--tile T`` processes overlapping T x T tiles blended without seams
+(:func:`deepspg_basicsr.utils.tiling.tiled_forward`, tiles aligned to the network's
+down-sampling factor). The segmentation prior then sees one tile at a time: its semantics are
+local to the tile (default), or, with ``--prior-global``, the prior runs once on the whole image
+downscaled to ``--prior-size`` and each tile gets the matching crop of those features (both C2F
+passes; each pass is then a tiled pass over the whole image). See docs/BENCHMARK.md for the
+memory bound and measured differences.
+"""
+
+import argparse
+import glob
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from .utils.image_io import ImageRecord, read_image, write_image
+from .utils.self_ensemble import self_ensemble
+from .utils.tiling import tiled_forward
+
+__all__ = ['main', 'build_enhancer', 'collect_inputs', 'enhance_tensor', 'seg_palette', 'crop_features']
+
+#: Extensions of the files taken from an input folder (what OpenCV decodes).
+IMAGE_EXTENSIONS = (
+    '.png', '.jpg', '.jpeg', '.jpe', '.bmp', '.dib', '.tif', '.tiff', '.webp', '.exr', '.hdr', '.pfm',
+    '.ppm', '.pgm', '.pbm', '.pnm', '.sr', '.ras', '.jp2',
+)  # fmt: skip
+#: The DeepSPG base preset, used when no option file is given.
+DEFAULT_NETWORK = {'type': 'DeepSPG'}
+
+
+class EnhanceError(RuntimeError):
+    """A problem with the command line or the model (not with one image)."""
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+def collect_inputs(inputs):
+    """Expand files, folders and glob patterns into a list of files.
+
+    Args:
+        inputs (list[str]): Paths: a file (taken whatever its extension), a folder (its files
+            with an image extension, sorted, hidden files skipped) or a glob pattern (``*``,
+            ``?``, ``[``; sorted matches).
+
+    Returns:
+        tuple[list[str], list[tuple[str, str]]]: The files in order (duplicates removed), and
+        (input, message) for each input that names nothing.
+    """
+    files, problems, seen = [], [], set()
+
+    def add(path):
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for item in inputs:
+        if os.path.isdir(item):
+            names = sorted(
+                n for n in os.listdir(item) if not n.startswith('.') and n.lower().endswith(IMAGE_EXTENSIONS)
+            )
+            names = [n for n in names if os.path.isfile(os.path.join(item, n))]
+            if not names:
+                problems.append((item, 'folder holds no image files'))
+            for name in names:
+                add(os.path.join(item, name))
+        elif os.path.isfile(item):
+            add(item)
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
+            if not matches:
+                problems.append((item, 'pattern matches no file'))
+            for path in matches:
+                add(path)
+        else:
+            problems.append((item, 'no such file or folder'))
+    return files, problems
+
+
+# ---- model ---------------------------------------------------------------------------------------
+def _load_yaml(path):
+    import yaml
+
+    if not os.path.isfile(path):
+        raise EnhanceError(f'option file not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        opt = yaml.safe_load(f) or {}
+    if not isinstance(opt, dict):
+        raise EnhanceError(f'option file {path} does not hold a mapping')
+    return opt
+
+
+def model_options(args, device):
+    """The is_train=False BasicSR options of the enhancer, from ``-opt`` and the flags."""
+    opt = _load_yaml(args.opt) if args.opt else {}
+    paths = opt.get('path') or {}
+    if args.random_weights and args.weights:
+        raise EnhanceError('--random-weights and --weights exclude each other')
+    weights = None if args.random_weights else args.weights or paths.get('pretrain_network_g')
+    if weights is None and not args.random_weights:
+        raise EnhanceError(
+            'no enhancer weights: pass --weights net_g.pth or set path.pretrain_network_g in the option file '
+            '(--random-weights runs an untrained network, for measurements only)'
+        )
+    if weights is not None and not os.path.isfile(weights):
+        raise EnhanceError(f'weights file not found: {weights}')
+    prior = dict(opt.get('prior') or {})
+    if args.seg_checkpoint:
+        prior['seg_checkpoint'] = args.seg_checkpoint
+    allow_unsafe = bool(args.allow_unsafe_checkpoint or paths.get('allow_unsafe_checkpoint', False))
+    if allow_unsafe:
+        prior['allow_unsafe_checkpoint'] = True
+    return {
+        'name': 'deepspg_enhance',
+        'model_type': opt.get('model_type', 'DeepSPGModel'),
+        'is_train': False,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'num_gpu': 1 if device.type == 'cuda' else 0,
+        'network_g': dict(opt.get('network_g') or DEFAULT_NETWORK),
+        'prior': prior,
+        'path': {
+            'pretrain_network_g': weights,
+            'param_key_g': args.param_key or paths.get('param_key_g', 'params'),
+            'strict_load_g': True,
+            'allow_unsafe_checkpoint': allow_unsafe,
+        },
+        'val': {'self_ensemble': bool(args.self_ensemble)},
+    }
+
+
+def build_enhancer(args, device):
+    """Build the BasicSR model (DeepSPGModel or a subclass) with the enhancer and its priors, in
+    eval mode, on ``device`` (fp16 with ``args.half``)."""
+    from basicsr.models import build_model
+
+    opt = model_options(args, device)
+    if opt['path']['pretrain_network_g'] is None:  # --random-weights: the same untrained net on every run
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(opt)
+    else:
+        model = build_model(opt)
+    if not hasattr(model, 'enhance'):
+        raise EnhanceError(f'model_type {type(model).__name__} has no enhance(); use DeepSPGModel or a subclass')
+    model.net_g.eval()
+    if args.half:
+        model.net_g.half()
+        if model.seg_prior is not None:
+            model.seg_prior.half()
+        if getattr(model, 'text_tokens', None) is not None:
+            model.text_tokens = model.text_tokens.half()
+    return model
+
+
+# ---- enhancement -------------------------------------------------------------------------------
+def _downscale(x, max_side):
+    """``x`` (B, C, H, W) resized (antialiased bilinear) so that its longer side is at most ``max_side``."""
+    h, w = x.shape[-2:]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return x
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=True)
+
+
+def crop_features(feats, box, image_size):
+    """The part of whole-image feature maps that covers one tile, resampled (bilinear).
+
+    Args:
+        feats (list[Tensor]): Maps (B, C_i, h_i, w_i), each covering the whole image.
+        box (tuple[int, int, int, int]): (top, left, height, width) of the tile in image pixels.
+        image_size (tuple[int, int]): (H, W) of the image the maps cover.
+
+    Returns:
+        list[Tensor]: One (B, C_i, n_i, m_i) map per input, ``n_i = round(height * h_i / H)``
+        (at least 1), sampled at the tile's pixel centres' positions (border values outside).
+    """
+    top, left, height, width = box
+    full_h, full_w = image_size
+    out = []
+    for f in feats:
+        n = max(1, round(height * f.shape[-2] / full_h))
+        m = max(1, round(width * f.shape[-1] / full_w))
+        ys = (top + (torch.arange(n, device=f.device, dtype=torch.float32) + 0.5) * height / n) * 2 / full_h - 1
+        xs = (left + (torch.arange(m, device=f.device, dtype=torch.float32) + 0.5) * width / m) * 2 / full_w - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), dim=-1)  # (n, m, 2) as (x, y)
+        grid = grid.to(f.dtype).unsqueeze(0).expand(f.shape[0], -1, -1, -1)
+        out.append(F.grid_sample(f, grid, mode='bilinear', padding_mode='border', align_corners=False))
+    return out
+
+
+def enhance_tensor(
+    model, x, tile=0, overlap=64, self_ens=False, maps=False, prior_global=False, prior_size=1024, device=None
+):
+    """Enhance one image, whole or in tiles.
+
+    Args:
+        model (DeepSPGModel): From :func:`build_enhancer`.
+        x (Tensor): Low-light RGB (1, 3, H, W) float32 in [0, 1], on the CPU (or ``device``).
+        tile (int): Tile size; 0 processes the whole image at once. Default: 0.
+        overlap (int): Minimum overlap of neighbouring tiles. Default: 64.
+        self_ens (bool): Average the 8 flips / rotations (per tile). Default: False.
+        maps (bool): Also return the illumination and reflectance (DeepSPG). Default: False.
+        prior_global (bool): Run the prior once on the whole image downscaled to ``prior_size``
+            and give each tile the matching crop of its features (otherwise the prior runs on
+            each tile). Default: False.
+        prior_size (int): Longer side of the downscaled image of ``prior_global``. Default: 1024.
+        device (torch.device | None): Where the network runs. Default: the model's device.
+
+    Returns:
+        dict[str, Tensor]: ``out`` (1, 3, H, W) clamped to [0, 1], and with ``maps``
+        ``illumination`` and ``reflectance`` (1, 3, H, W), float32 on the CPU.
+    """
+    device = device or model.device
+    net = model.get_bare_model(model.net_g)
+    dtype = next(net.parameters()).dtype
+    align = int(getattr(net, 'down_factor', 1))
+    uses_prior = bool(getattr(net, 'use_semantics', False))
+    whole = tile <= 0 or max(x.shape[-2:]) <= tile
+
+    def tiled(fn, with_box=False):
+        if whole:  # exactly the untiled computation (no alignment padding)
+            return fn(x, (0, 0) + tuple(x.shape[-2:])) if with_box else fn(x)
+        return tiled_forward(fn, x, tile, overlap, align=align, with_box=with_box)
+
+    def run(t, feats=None):
+        """One tile on the device: the prior on the tile and C2F, or one pass with ``feats``."""
+        res = model.enhance(net, t.to(device, dtype), sem_feats=feats, c2f=feats is None, return_aux=maps)
+        if maps:
+            return torch.cat([res['out'], res['illumination'], res['reflectance']], dim=1).float()
+        return res.float()
+
+    def per_tile(t):
+        return (self_ensemble(run, t) if self_ens else run(t)).cpu()
+
+    def with_features(feats):
+        """The tile function of one pass fed with crops of whole-image features ``feats``."""
+
+        def fn(t, box):
+            crop = crop_features(feats, box, x.shape[-2:])
+            return (self_ensemble(run, t, crop) if self_ens else run(t, crop)).cpu()
+
+        return fn
+
+    def global_features(img):
+        return model.sem_features(_downscale(img, prior_size).to(device, dtype))
+
+    with torch.no_grad():
+        if prior_global and uses_prior:
+            res = tiled(with_features(global_features(x)), with_box=True)
+            if getattr(net, 'c2f', False):  # C2F: the prior on the whole coarse result, a second pass
+                c2f_features = getattr(model, 'c2f_features', model.sem_features)
+                feats = c2f_features(_downscale(res[:, :3].clamp(0, 1), prior_size).to(device, dtype))
+                del res
+                res = tiled(with_features(feats), with_box=True)
+        else:
+            res = tiled(per_tile)
+    out = {'out': res[:, :3].clamp_(0, 1)}
+    if maps:
+        out['illumination'] = res[:, 3:6]
+        out['reflectance'] = res[:, 6:9]
+    return out
+
+
+# ---- pictures ----------------------------------------------------------------------------------
+def seg_palette(num_classes=150):
+    """A fixed palette of ``num_classes`` distinct colours (golden-angle hues, 3 lightness levels).
+
+    Returns:
+        Tensor: (num_classes, 3) float32 RGB in [0, 1]; the same on every run.
+    """
+    import colorsys
+
+    colours = []
+    for i in range(num_classes):
+        hue = (i * 0.618033988749895) % 1.0
+        sat = (0.95, 0.65, 0.8)[i % 3]
+        val = (0.95, 0.75, 0.55)[(i // 3) % 3]
+        colours.append(colorsys.hsv_to_rgb(hue, sat, val))
+    return torch.tensor(colours, dtype=torch.float32)
+
+
+def segmentation_overlay(model, x, out, prior_size=1024, alpha=0.5):
+    """The prior's segmentation of ``x`` (run on it downscaled to ``prior_size``, classes
+    upsampled nearest) in palette colours, blended over ``out`` (both (1, 3, H, W), CPU)."""
+    dtype = next(model.seg_prior.parameters()).dtype
+    with torch.no_grad():
+        classes = model.seg_prior.segment(_downscale(x, prior_size).to(model.device, dtype))
+    classes = F.interpolate(classes[:, None].float(), size=x.shape[-2:], mode='nearest')[:, 0].long().cpu()
+    colours = seg_palette(model.seg_prior.num_classes)[classes].permute(0, 3, 1, 2)
+    return (1 - alpha) * out + alpha * colours
+
+
+def _picture_path(output, folder, stem, suffix=''):
+    return os.path.join(output, folder, f'{stem}{suffix}.png')
+
+
+def process_file(model, path, args, device):
+    """Read, enhance and write one file (and its optional pictures); returns the output path."""
+    name = os.path.basename(path)
+    out_path = os.path.join(args.output, name)
+    if os.path.exists(out_path) and os.path.samefile(out_path, path):
+        raise EnhanceError(f'{path}: the output would overwrite the input; choose another --output folder')
+    x, record = read_image(path)
+    res = enhance_tensor(
+        model,
+        x,
+        tile=args.tile,
+        overlap=args.overlap,
+        self_ens=args.self_ensemble,
+        maps=args.save_maps,
+        prior_global=args.prior_global,
+        prior_size=args.prior_size,
+        device=device,
+    )
+    write_image(out_path, res['out'], record)
+    stem = os.path.splitext(name)[0]
+    rgb8 = ImageRecord()
+    if args.save_compare:
+        write_image(_picture_path(args.output, 'compare', stem), torch.cat([x, res['out']], dim=-1), rgb8)
+    if args.save_maps:
+        write_image(_picture_path(args.output, 'maps', stem, '_illumination'), res['illumination'], rgb8)
+        write_image(_picture_path(args.output, 'maps', stem, '_reflectance'), res['reflectance'], rgb8)
+    if args.save_seg:
+        overlay = segmentation_overlay(model, x, res['out'], args.prior_size)
+        write_image(_picture_path(args.output, 'seg', stem), overlay, rgb8)
+    return out_path
+
+
+def _describe(err):
+    text = str(err)
+    if isinstance(err, torch.cuda.OutOfMemoryError) or 'out of memory' in text.lower():
+        return f'out of memory ({text.splitlines()[0] if text else type(err).__name__}); retry with --tile 512'
+    return text if isinstance(err, (OSError, EnhanceError, ValueError)) else f'{type(err).__name__}: {text}'
+
+
+# ---- command line --------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='deepspg-enhance',
+        description='Enhance low-light images with DeepSPG (files, folders or glob patterns).',
+    )
+    parser.add_argument('inputs', nargs='+', help='image files, folders (not recursive) or glob patterns')
+    parser.add_argument('-opt', '--opt', dest='opt', help='test option file (network_g, prior, path)')
+    parser.add_argument('--weights', help='enhancer checkpoint (net_g_*.pth); overrides path.pretrain_network_g')
+    parser.add_argument(
+        '--param-key', help="key of the weights in the checkpoint (default: path.param_key_g or 'params')"
+    )
+    parser.add_argument('--seg-checkpoint', help='segmentation prior checkpoint; overrides prior.seg_checkpoint')
+    parser.add_argument('--allow-unsafe-checkpoint', action='store_true', help='unpickle trusted checkpoints')
+    parser.add_argument(
+        '--random-weights',
+        action='store_true',
+        help='untrained enhancer, ignoring path.pretrain_network_g (measurements)',
+    )
+    parser.add_argument('--output', '-o', required=True, help='output folder (results keep the input file names)')
+    parser.add_argument('--tile', type=int, default=0, help='tile size in pixels; 0: whole image (default)')
+    parser.add_argument('--overlap', type=int, default=64, help='minimum overlap of neighbouring tiles (default 64)')
+    parser.add_argument('--prior-global', action='store_true', help='with tiles: run the prior once on the whole image')
+    parser.add_argument('--prior-size', type=int, default=1024, help='longer side for --prior-global / --save-seg')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='default: cuda if available')
+    parser.add_argument('--half', action='store_true', help='fp16 inference (CUDA only)')
+    parser.add_argument('--self-ensemble', action='store_true', help='average the 8 flips / rotations (8x slower)')
+    parser.add_argument('--save-compare', action='store_true', help='also write compare/<name>.png: input | output')
+    parser.add_argument(
+        '--save-maps', action='store_true', help='also write maps/<name>_{illumination,reflectance}.png'
+    )
+    parser.add_argument('--save-seg', action='store_true', help='also write seg/<name>.png: segmentation overlay')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+        parser.error('need --tile >= 0, --overlap >= 0 and --overlap < --tile')
+    if args.prior_size < 16:
+        parser.error('--prior-size must be at least 16')
+    return args
+
+
+def resolve_device(name, half):
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise EnhanceError('--device cuda: no CUDA device is available (use --device cpu)')
+    if half and name != 'cuda':
+        raise EnhanceError('--half runs fp16 on CUDA only; on the CPU drop --half (fp32)')
+    return torch.device(name)
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status (0: all images written, 1: some failed,
+    2: bad command line / model)."""
+    from basicsr.utils import get_root_logger
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    get_root_logger()  # BasicSR's logger: warnings (e.g. random prior weights) on stderr
+    try:
+        device = resolve_device(args.device, args.half)
+        files, failures = collect_inputs(args.inputs)
+        if not files:
+            raise EnhanceError('no input images: ' + '; '.join(f'{p}: {m}' for p, m in failures))
+        model = build_enhancer(args, device)
+        net = model.get_bare_model(model.net_g)
+        if args.save_seg and model.seg_prior is None:
+            raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
+        if args.save_maps and not hasattr(net, 'illumination'):
+            raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
+        align = int(getattr(net, 'down_factor', 1))
+        if args.tile and args.tile // align * align - args.overlap < align:
+            raise EnhanceError(
+                f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
+                f'exceed --overlap {args.overlap} by at least {align}'
+            )
+    except Exception as err:  # command line, option file, checkpoints
+        print(f'deepspg-enhance: error: {err}', file=sys.stderr)
+        return 2
+    for path, message in failures:
+        print(f'deepspg-enhance: {path}: {message}', file=sys.stderr)
+    os.makedirs(args.output, exist_ok=True)
+    written = 0
+    bar = tqdm(files, unit='image', disable=args.no_progress)
+    for path in bar:
+        bar.set_description(os.path.basename(path))
+        try:
+            process_file(model, path, args, device)
+            written += 1
+        except Exception as err:  # one bad image must not stop the others
+            message = _describe(err)
+            failures.append((path, message))
+            tqdm.write(f'deepspg-enhance: failed: {path}: {message}', file=sys.stderr)
+    bar.close()
+    print(f'deepspg-enhance: {written} of {len(files)} images written to {args.output}', file=sys.stderr)
+    if failures:
+        print(f'deepspg-enhance: {len(failures)} failed:', file=sys.stderr)
+        for path, message in failures:
+            print(f'  {path}: {message}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Speed options of the models (the ``perf:`` section of an option file).
+
+Each option is off by default and changes results at most within the tolerance stated here
+(checked by ``tests/test_perf_levers.py``; measured in ``docs/BENCHMARKS.md``):
+
+* ``amp``: ``none`` (default) | ``bf16`` | ``fp16``. Automatic mixed precision for the enhancer
+  and the frozen priors, in training and inference (``torch.autocast``). ``bf16`` works on CPU
+  (fast where the CPU has AVX512-BF16 / AMX) and on CUDA (Ampere and newer); ``fp16`` on CUDA
+  only, with a gradient scaler in training. Losses are computed in float32. Outputs differ from
+  float32 by rounding: on the demo-sized synthetic pair the PSNR to the target moves by less
+  than 0.1 dB.
+* ``channels_last``: ``false`` (default) | ``true`` (enhancer and priors) | a list of the parts
+  to convert, ``[enhancer]``, ``[prior]`` or both. Stores weights and inputs in NHWC order.
+  Identical results in float32 up to float rounding (1e-6).
+* ``compile``: ``false`` (default) | ``true`` | a dict of ``torch.compile`` keyword arguments.
+  Compiles the enhancer in place (``nn.Module.compile``; state-dict keys unchanged). The first
+  iterations are slow (compilation), and every new input size recompiles unless ``dynamic``.
+"""
+
+import copy
+from contextlib import nullcontext
+
+import torch
+
+__all__ = ['PERF_DEFAULTS', 'parse_perf_options', 'autocast', 'to_channels_last', 'compile_module', 'grad_scaler']
+
+PERF_DEFAULTS = {'amp': 'none', 'channels_last': False, 'compile': False}
+AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+CHANNELS_LAST_PARTS = ('enhancer', 'prior')
+
+
+def parse_perf_options(opt, device_type='cpu'):
+    """Validate the ``perf`` options and fill in the defaults (the input is not mutated).
+
+    Args:
+        opt (dict | None): The ``perf`` section of the options, e.g. ``{'amp': 'bf16'}``.
+        device_type (str): ``cpu`` or ``cuda``: ``fp16`` needs CUDA.
+
+    Returns:
+        dict: ``amp`` (str), ``channels_last`` (list of parts, possibly empty), ``compile``
+        (dict of ``torch.compile`` keyword arguments, or None when off).
+    """
+    opt = copy.deepcopy(dict(opt or {}))
+    unknown = sorted(set(opt) - set(PERF_DEFAULTS))
+    if unknown:
+        raise ValueError(f'unknown perf option(s) {unknown}; known: {sorted(PERF_DEFAULTS)}')
+    out = dict(PERF_DEFAULTS, **opt)
+
+    amp = 'none' if out['amp'] in (None, False) else str(out['amp']).lower()
+    if amp not in AMP_DTYPES:
+        raise ValueError(f'perf.amp must be one of {list(AMP_DTYPES)}, got {out["amp"]!r}')
+    if amp == 'fp16' and device_type != 'cuda':
+        raise ValueError('perf.amp: fp16 needs CUDA; on CPU use bf16')
+    out['amp'] = amp
+
+    parts = out['channels_last']
+    if isinstance(parts, bool) or parts is None:
+        parts = list(CHANNELS_LAST_PARTS) if parts else []
+    parts = [str(p) for p in ([parts] if isinstance(parts, str) else parts)]
+    bad = [p for p in parts if p not in CHANNELS_LAST_PARTS]
+    if bad:
+        raise ValueError(f'perf.channels_last: unknown part(s) {bad}; use a bool or a list of {CHANNELS_LAST_PARTS}')
+    out['channels_last'] = parts
+
+    comp = out['compile']
+    if isinstance(comp, dict):
+        out['compile'] = dict(comp)
+    elif comp is True:
+        out['compile'] = {}
+    elif comp in (False, None):
+        out['compile'] = None
+    else:
+        raise ValueError(f'perf.compile must be a bool or a dict of torch.compile arguments, got {comp!r}')
+    return out
+
+
+def autocast(device_type, amp):
+    """``torch.autocast`` for ``amp`` (``none`` | ``bf16`` | ``fp16``), or a null context.
+
+    Args:
+        device_type (str): ``cpu`` or ``cuda``.
+        amp (str): As in :func:`parse_perf_options`.
+    """
+    dtype = AMP_DTYPES[amp]
+    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
+def to_channels_last(obj, enabled=True):
+    """A 4-D tensor or a module in ``torch.channels_last`` memory format (``obj`` when not enabled).
+
+    Modules are converted in place (their 4-D parameters and buffers); 4-D tensors are copied
+    when not already in that format; anything else is returned as it is.
+    """
+    if not enabled:
+        return obj
+    if isinstance(obj, torch.nn.Module):
+        return obj.to(memory_format=torch.channels_last)
+    if torch.is_tensor(obj) and obj.dim() == 4:
+        return obj.contiguous(memory_format=torch.channels_last)
+    return obj
+
+
+def compile_module(module, compile_kwargs):
+    """Compile ``module`` in place with ``torch.compile`` (no-op when ``compile_kwargs`` is None).
+
+    ``nn.Module.compile`` keeps the module object and its state-dict keys, so saving, loading
+    and EMA are unchanged.
+    """
+    if compile_kwargs is not None:
+        module.compile(**compile_kwargs)
+    return module
+
+
+def grad_scaler(device_type, amp):
+    """A gradient scaler for fp16 training on CUDA, else None (bf16 and float32 need none)."""
+    if amp == 'fp16' and device_type == 'cuda':
+        return torch.amp.GradScaler('cuda')
+    return None
