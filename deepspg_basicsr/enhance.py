@@ -22,7 +22,7 @@ Large images: ``--tile T`` processes overlapping T x T tiles blended without sea
 down-sampling factor). The segmentation prior then sees one tile at a time: its semantics are
 local to the tile (default), or, with ``--prior-global``, the prior runs once on the whole image
 downscaled to ``--prior-size`` and each tile gets the matching crop of those features (both C2F
-passes; each pass is then a tiled pass over the whole image). See docs/BENCHMARK.md for the
+passes; each pass is then a tiled pass over the whole image). See docs/EVALUATION.md for the
 memory bound and measured differences.
 """
 
@@ -97,6 +97,20 @@ def collect_inputs(inputs):
     return files, problems
 
 
+def _unique_names(files):
+    """Split ``files`` into those with distinct file names and (file, message) for the later ones
+    whose name is taken (outputs are written under the input's name)."""
+    first, keep, clashes = {}, [], []
+    for path in files:
+        name = os.path.basename(path)
+        if name in first:
+            clashes.append((path, f'same file name as {first[name]}: the output would overwrite its result'))
+        else:
+            first[name] = path
+            keep.append(path)
+    return keep, clashes
+
+
 # ---- model ---------------------------------------------------------------------------------------
 def _load_yaml(path):
     import yaml
@@ -157,6 +171,9 @@ def build_enhancer(args, device):
 
     opt = model_options(args, device)
     if opt['path']['pretrain_network_g'] is None:  # --random-weights: the same untrained net on every run
+        from basicsr.utils import get_root_logger
+
+        get_root_logger().warning('!!! --random-weights: THE ENHANCER IS UNTRAINED; outputs are for measurements !!!')
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_model(opt)
@@ -322,7 +339,7 @@ def process_file(model, path, args, device):
     name = os.path.basename(path)
     out_path = os.path.join(args.output, name)
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
-        raise EnhanceError(f'{path}: the output would overwrite the input; choose another --output folder')
+        raise EnhanceError('the output would overwrite the input; choose another --output folder')
     x, record = read_image(path)
     res = enhance_tensor(
         model,
@@ -435,6 +452,8 @@ def main(argv=None):
     except Exception as err:  # command line, option file, checkpoints
         print(f'deepspg-enhance: error: {err}', file=sys.stderr)
         return 2
+    files, clashes = _unique_names(files)
+    failures += clashes
     for path, message in failures:
         print(f'deepspg-enhance: {path}: {message}', file=sys.stderr)
     os.makedirs(args.output, exist_ok=True)

@@ -4,16 +4,16 @@ Not a test: it measures, prints a report and (full run) writes it to ``docs/BENC
 Every network has **random weights** (nothing is downloaded); speed and memory do not depend
 on the weights, the feature-fidelity figures of ``seg_scale`` do (somewhat).
 
-Sections (``--only`` picks some; all by default):
+Sections (``--only`` picks some; all by default, in this order):
 
 * ``sizes``: parameters and GFLOPs (fvcore ``FlopCountAnalysis(net, 1x3x256x256).total() /
   1024**3``, Retinexformer's protocol) of the enhancer presets and of the priors.
+* ``latency``: the HRNet-W48 forward, the enhancer alone and the whole pipeline at 600x400, in
+  several configurations, against the target (pipeline <= 1.2x the HRNet-W48 forward).
 * ``levers``: each speed lever measured before / after (interleaved repeats, medians).
 * ``seg_scale``: the prior at reduced resolution: time, feature fidelity, effect on the output.
-* ``latency``: inference latency of the prior, the enhancer and the whole pipeline at 600x400
-  and 1920x1080, against the target (pipeline <= 1.2x the HRNet-W48 forward).
-* ``memory``: peak memory of inference, one fresh subprocess per case (CPU: peak RSS from
-  ``ru_maxrss``; CUDA: ``torch.cuda.max_memory_allocated``), including a 3840x2160 image
+* ``memory``: peak memory of inference, one fresh subprocess per case (CPU: peak RSS, ``VmHWM``;
+  CUDA: ``torch.cuda.max_memory_allocated``), with the 1920x1080 latencies and a 3840x2160 image
   enhanced with :func:`~deepspg_basicsr.utils.tiling.tiled_forward` (target < 4 GiB).
 * ``train``: one training iteration broken down into data loading, prior, enhancer forward /
   backward and each loss, at the demo settings and at LOL-v1 settings (reduced batch on CPU),
@@ -23,8 +23,8 @@ CUDA rows are added when CUDA is available.
 
 Usage::
 
-    python scripts/benchmark.py                  # full run, ~15 min on a 2-core CPU; writes docs/BENCHMARKS.md
-    python scripts/benchmark.py --quick          # smaller run (~4 min), prints only (or --out FILE)
+    python scripts/benchmark.py                  # full run (15-25 min, shared 2-core CPU): docs/BENCHMARKS.md
+    python scripts/benchmark.py --quick          # smaller run (~6 min), prints only (or --out FILE)
     python scripts/benchmark.py --only sizes levers --out /tmp/b.md
 """
 
@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from contextlib import nullcontext
 
 import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
@@ -59,29 +60,37 @@ SEG_CONFIGS = {
     'HRNet-W18-small': ('hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py', [18, 36, 72]),
 }
 PRESETS = {'base': {'num_feat': 16, 'illum_feat': 16}, 'large': {'num_feat': 32, 'illum_feat': 32}}
-#: The inference configuration with every lever that pays off on this kind of machine (see the
-#: ``levers`` section); ``default`` is the configuration of the option files.
-FAST_CONFIG = {'perf': {'amp': 'bf16', 'channels_last': ['enhancer']}, 'prior': {'c2f_seg_scale': 0.5}}
-#: ``fast`` with the first prior pass at half resolution as well.
-FASTEST_CONFIG = {'perf': FAST_CONFIG['perf'], 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 0.5}}
-CONFIGS = {'default': {}, 'fast': FAST_CONFIG, 'fastest': FASTEST_CONFIG}
+#: Inference configurations compared (``default``: the option files'). ``perf``: bf16 autocast and
+#: channels_last for enhancer and prior (see the ``levers`` section); ``fast``: also the first prior
+#: pass at half resolution (its features reach the output only through the coarse result);
+#: ``fastest``: the C2F prior pass at half resolution as well.
+PERF = {'amp': 'bf16', 'channels_last': True}
+FAST_CONFIG = {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 1.0}}
+CONFIGS = {
+    'default': {},
+    'perf': {'perf': PERF},
+    'fast': FAST_CONFIG,
+    'fastest': {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 0.5}},
+}
 USAGE = """## Using the levers
 
-Options (all off by default; `deepspg_basicsr/utils/perf.py`, `DeepSPGModel`):
+Options (all off by default; `deepspg_basicsr/utils/perf.py`, `DeepSPGModel`). The `fast`
+configuration above is:
 
 ```yaml
 perf:
   amp: bf16            # none | bf16 | fp16 (CUDA only, with a gradient scaler in training)
-  channels_last: [enhancer]   # false | true (enhancer and priors) | [enhancer] | [prior]
+  channels_last: true  # false | true (enhancer and priors) | [enhancer] | [prior]
   compile: false       # true | {torch.compile kwargs}: compiles the enhancer in place
 prior:
-  seg_scale: 1.0       # run the prior on the input resized by this factor
-  c2f_seg_scale: 0.5   # the C2F prior pass only (default: seg_scale)
+  seg_scale: 0.5       # the prior on the input at half resolution (default 1.0)
+  c2f_seg_scale: 1.0   # the C2F prior pass (default: seg_scale); its features feed the final decoder
 ```
 
 Always on (no option, results unchanged): the C2F pass reuses the encoder and its coarse decoder runs
 without a gradient graph; priors on lq / gt run under `no_grad`; prior passes that feed the enhancer
-skip the decode head; CLIP text embeddings are computed once.
+skip the decode head; CLIP text embeddings are computed once; `DeepSPGModel.test` runs under
+`torch.inference_mode`.
 """
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
 SECTIONS = ('sizes', 'latency', 'levers', 'seg_scale', 'memory', 'train')
@@ -100,9 +109,17 @@ def sync(device):
 
 
 def peak_rss_mib():
-    """Peak resident set size of this process in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+    """Peak resident set size of this process in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the peak of this address space (``ru_maxrss`` would
+    carry the parent's peak over ``fork`` + ``exec``); elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 2**10
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
 
 
 def bench(fns, repeats, warmup=1, device=None):
@@ -243,11 +260,14 @@ def model_options(
     return opt
 
 
-def build(opt, device=None):
-    """Build a DeepSPGModel quietly (the random-weight warnings are expected here)."""
+def build(opt, device=None, seed=0):
+    """Build a DeepSPGModel, the enhancer's random weights drawn from ``seed`` (the priors seed
+    their own); the random-weight warnings are silenced by ``main``."""
     if device is not None and device.type == 'cpu':
         opt = dict(opt, num_gpu=0)
-    return build_model(opt)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(opt)
 
 
 def run_pipeline(model, x, mode='inference'):
@@ -382,6 +402,11 @@ def section_latency(rep, args):
         _latency_600x400(rep, args, device)
 
 
+def _autocast_call(model, fn, *args):
+    with model.autocast():
+        return fn(*args)
+
+
 def _latency_600x400(rep, args, device):
     """The latency table at 600x400 on ``device``; records the pipeline / prior ratios in ``args.results``."""
     models = {name: build(model_options(extra=extra), device) for name, extra in CONFIGS.items()}
@@ -399,8 +424,10 @@ def _latency_600x400(rep, args, device):
 
         return call
 
+    fast_prior, fast_x = models['perf'].seg_prior, x.contiguous(memory_format=torch.channels_last)
     fns = {
         'HRNet-W48 forward (backbone + head)': infer(prior, x),
+        'HRNet-W48 forward, bf16 + channels_last': infer(_autocast_call, models['perf'], fast_prior, fast_x),
         'HRNet-W48 backbone only (return_logits=False)': infer(prior, x, return_logits=False),
         'enhancer alone, one pass (features given)': infer(base.net_g.enhance, x, feats),
         'enhancer alone, with C2F decoder (features given, no prior)': infer(
@@ -417,9 +444,11 @@ def _latency_600x400(rep, args, device):
     ref = med(t['HRNet-W48 forward (backbone + head)'])
     rows = [[device.type, name, fmt_s(ts), f'{med(ts) / ref:.2f}x'] for name, ts in t.items()]
     rep.table(['device', 'what (600x400)', 'latency', 'vs HRNet-W48 forward'], rows)
+    ref_perf = med(t['HRNet-W48 forward, bf16 + channels_last'])
     for name in CONFIGS:
         key = f'whole pipeline, {name}, inference_mode'
-        args.results.setdefault('pipeline_ratio', {})[(device.type, name)] = med(t[key]) / ref
+        same = ref_perf if name != 'default' else ref
+        args.results.setdefault('pipeline_ratio', {})[(device.type, name)] = (med(t[key]) / ref, med(t[key]) / same)
 
 
 # ---- levers ---------------------------------------------------------------------------------------
@@ -541,8 +570,8 @@ def section_levers(rep, args):
     rep.table(['part (no_grad)', 'memory format', 'precision', 'latency', 'speed-up'], rows)
     rep(
         'Agreement (tests/test_perf_levers.py): channels_last within 1e-5 of NCHW in fp32 (enhancer, prior, and the '
-        'whole model); bf16 within the PSNR tolerance stated there. Hence `fast` = bf16 for both, channels_last for '
-        'the enhancer only.'
+        'whole model); bf16 within the PSNR tolerance stated there. Both levers help both parts, and most '
+        'together, hence the `perf` configuration.'
     )
     rep()
 
@@ -568,7 +597,9 @@ def section_levers(rep, args):
         rep.table(['DeepSPG base, one pass, fp32, no_grad', 'latency'], [[k, fmt_s(v)] for k, v in t.items()])
         speedup = med(t['eager']) / med(t['compiled'])
         rep(
-            f'First call (compilation) {compile_s:.0f} s; max |compiled - eager| {diff:.1e}; steady-state speed-up '
+            f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
+            'run compiled the same graph; a cold compile took about 3 minutes on the 2-core development machine); '
+            f'max |compiled - eager| {diff:.1e}; steady-state speed-up '
             f'{speedup:.2f}x. Every new input size recompiles (or use `perf.compile: {{dynamic: true}}`), so it '
             'pays off only for long runs at a fixed size (training crops); off by default.'
         )
@@ -603,8 +634,13 @@ def section_seg_scale(rep, args):
                 cosine_and_rel_l2(F.interpolate(f, size=ref.shape[-2:], mode='bilinear', align_corners=False), ref)
             )
         out_psnr = {}
-        for key in ('seg_scale', 'c2f_seg_scale'):
-            model.opt = dict(base_opt, prior=dict(base_opt['prior'], **{key: s}))
+        variants = {
+            'both': {'seg_scale': s},
+            'first': {'seg_scale': s, 'c2f_seg_scale': 1.0},
+            'c2f': {'c2f_seg_scale': s},
+        }
+        for key, prior_opt in variants.items():
+            model.opt = dict(base_opt, prior=dict(base_opt['prior'], **prior_opt))
             out_psnr[key] = psnr(run_pipeline(model, x), ref_out)
             model.opt = base_opt
         rows.append(
@@ -613,9 +649,8 @@ def section_seg_scale(rep, args):
                 fmt_s(timing[s]),
                 ' / '.join(f'{c:.3f}' for c, _ in sims),
                 ' / '.join(f'{r:.3f}' for _, r in sims),
-                f'{out_psnr["seg_scale"]:.1f}',
-                f'{out_psnr["c2f_seg_scale"]:.1f}',
             ]
+            + [f'{out_psnr[k]:.1f}' for k in variants]
         )
     rep.table(
         [
@@ -623,14 +658,17 @@ def section_seg_scale(rep, args):
             'HRNet-W48 backbone latency',
             'feature cosine (branch 0 / 1 / 2)',
             'feature rel. L2 (0 / 1 / 2)',
-            'output PSNR, seg_scale (both passes) (dB)',
-            'output PSNR, c2f_seg_scale only (dB)',
+            'output PSNR (dB), both passes (`seg_scale`)',
+            'first pass only (`seg_scale`, `c2f_seg_scale: 1`)',
+            'C2F pass only (`c2f_seg_scale`)',
         ],
         rows,
     )
     rep(
-        '`seg_scale: 1.0` runs exactly the default path (no resize; tested identical). Reducing only the C2F '
-        'pass changes the output less than reducing both, since the first pass keeps full-resolution features.'
+        '`seg_scale: 1.0` runs exactly the default path (no resize; tested identical). With C2F the final '
+        "decoder sees only the C2F pass's features; the first pass's features reach the output only through the "
+        'coarse image the C2F prior looks at. So reducing the first pass only (`seg_scale: 0.5, c2f_seg_scale: 1`) '
+        'moves the output least, and that is what `fast` does.'
     )
     rep()
 
@@ -716,7 +754,7 @@ def section_memory(rep, args):
     rep()
     rep(
         'Each case runs in a fresh subprocess (`--worker`). CPU: peak resident set size of the whole process '
-        '(`ru_maxrss`: Python, torch, MMSegmentation, the models, the run), and its increase over the peak after '
+        '(`VmHWM`: Python, torch, MMSegmentation, the models, the run), and its increase over the peak after '
         'building everything; CUDA: `torch.cuda.max_memory_allocated`. Cases marked "warm-up" run once at 600x400 '
         'first (not timed). "Enhancer alone" is one pass with the input\'s prior features (computed outside the '
         'timing). The tiled case enhances a synthetic dim 3840x2160 image with '
@@ -886,8 +924,7 @@ def section_train(rep, args):
             rows.append(['**sum of the steps**', f'{total:.3f}', '100%'])
             rep.table(['step', 'median (s)', 'share'], rows)
             configs = {'pixel + edge': ({}, ('pixel', 'edge')), 'all four losses': ({}, tuple(LOSS_NAMES))}
-            if name == 'demo':
-                configs['all four losses, perf.amp bf16'] = ({'perf': {'amp': 'bf16'}}, tuple(LOSS_NAMES))
+            configs['all four losses, `perf` (bf16 + channels_last)'] = ({'perf': PERF}, tuple(LOSS_NAMES))
             models = {}
             for key, (extra, losses) in configs.items():
                 models[key] = build(model_options(seg, clip, is_train=True, losses=losses, extra=extra), device)
@@ -949,8 +986,8 @@ def targets(args):
     rows = []
     for dev, ratios in res.get('train_ratio', {}).items():
         r = ratios['all four losses']
-        bf = ratios.get('all four losses, perf.amp bf16')
-        extra = f' (with `perf.amp: bf16`: {bf:.2f}x)' if bf is not None else ''
+        bf = ratios.get('all four losses, `perf` (bf16 + channels_last)')
+        extra = f' (with `perf`: {bf:.2f}x)' if bf is not None else ''
         rows.append(
             [
                 f'training iteration, all four losses <= 2x pixel + edge (demo settings, {dev})',
@@ -958,11 +995,12 @@ def targets(args):
                 'met' if r <= 2 else 'missed',
             ]
         )
-    for (dev, name), r in res.get('pipeline_ratio', {}).items():
+    for (dev, name), (r, same) in res.get('pipeline_ratio', {}).items():
+        vs_same = '' if name == 'default' else f'; {same:.2f}x the HRNet-W48 forward in bf16 + channels_last'
         rows.append(
             [
                 f'whole pipeline at 600x400 <= 1.2x HRNet-W48 forward ({dev}, `{name}`)',
-                f'{r:.2f}x',
+                f'{r:.2f}x the fp32 forward{vs_same}',
                 'met' if r <= 1.2 else 'missed',
             ]
         )
@@ -983,8 +1021,10 @@ def main():
     parser.add_argument('--quick', action='store_true', help='smaller run: 3 repeats; no 1080p, 4K, LOL-v1, compile')
     parser.add_argument('--only', nargs='+', choices=SECTIONS, help='run only these sections')
     parser.add_argument('--out', help='markdown file (default: docs/BENCHMARKS.md for a full run, none otherwise)')
-    parser.add_argument('--repeats', type=int, help='timed repeats per measurement (default 5; quick 3)')
-    parser.add_argument('--threads', type=int, default=0, help='torch threads; 0: auto (1 on a busy machine)')
+    parser.add_argument('--repeats', type=int, help='timed repeats per measurement (default 3; quick 2)')
+    parser.add_argument(
+        '--threads', type=int, default=0, help='torch threads; 0: auto (1 when the load is >= half the cores)'
+    )
     parser.add_argument('--lol-batch', type=int, default=2, help='batch of the LOL-v1 training rows on CPU')
     parser.add_argument('--tiled-config', choices=sorted(CONFIGS), default='fast', help='config of the tiled case')
     parser.add_argument('--compile', action=argparse.BooleanOptionalAction, default=None, help='measure torch.compile')
@@ -992,10 +1032,11 @@ def main():
     args = parser.parse_args()
     logging.getLogger('basicsr').setLevel(logging.ERROR)  # the random-weight warnings are expected here
     if args.threads == 0:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        busy = os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1)
         args.threads = 1 if busy else torch.get_num_threads()
         args.threads_why = (
-            'auto: 1, the machine was busy (load >= cores), and 2 threads contending with other jobs ran 3-4x slower'
+            'auto: 1, as the machine was busy (1-min load >= half the cores); on the 2-core development machine '
+            'shared with other jobs, 2 threads ran 3-4x slower than 1, with wild outliers'
             if busy
             else 'auto: torch default'
         )
@@ -1004,7 +1045,7 @@ def main():
     torch.set_num_threads(args.threads)
     if args.worker:
         return worker(json.loads(args.worker))
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.repeats = args.repeats or (2 if args.quick else 3)
     args.compile = (not args.quick) if args.compile is None else args.compile
     args.command = 'python ' + shlex.join(['scripts/benchmark.py'] + sys.argv[1:])
     args.results = {}
@@ -1021,9 +1062,19 @@ def main():
         'memory': section_memory,
         'train': section_train,
     }
+    failed = []
     for name in args.only or SECTIONS:
         t0 = time.perf_counter()
-        sections[name](rep, args)
+        try:
+            sections[name](rep, args)
+        except Exception:  # report it and go on with the other sections; exit non-zero at the end
+            failed.append(name)
+            rep(f'**Section `{name}` failed:**')
+            rep()
+            rep('```')
+            rep(traceback.format_exc().rstrip())
+            rep('```')
+            rep()
         print(f'[{name}: {time.perf_counter() - t0:.0f} s]', flush=True)
     rep(f'Total run time {time.perf_counter() - start:.0f} s; load average at the end: {_load()} (1 / 5 / 15 min).')
     summary = targets(args)
@@ -1033,6 +1084,8 @@ def main():
         with open(out, 'w') as f:
             f.write('\n'.join(rep.lines) + '\n')
         print(f'written: {out}')
+    if failed:
+        sys.exit(f'sections failed: {failed}')
 
 
 if __name__ == '__main__':

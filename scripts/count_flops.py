@@ -12,9 +12,10 @@ import argparse
 import platform
 
 import deepspg_basicsr  # noqa: F401  (shims before basicsr)
-import torch
 from deepspg_basicsr.archs.deepspg_arch import DeepSPG
 from deepspg_basicsr.utils.complexity import count_deepspg
+
+import torch
 
 PRESETS = {
     'base': ({'num_feat': 16, 'illum_feat': 16}, 0.55e6, 6.91),

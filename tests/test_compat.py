@@ -4,11 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deepspg_basicsr import compat
+
 import pytest
 import torch
 import torch.nn.functional as F
-
-from deepspg_basicsr import compat
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,9 +117,9 @@ def test_repo_basicsr_folder_never_shadows_the_package():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_priors_on_cuda_match_cpu():
-    from llie_test_utils import LIGHT_SEG, TINY_CLIP
-
     from deepspg_basicsr.priors import CLIPPrior, SegmentationPrior
+
+    from llie_test_utils import LIGHT_SEG, TINY_CLIP
 
     seg = SegmentationPrior(LIGHT_SEG)
     clip = CLIPPrior(TINY_CLIP, pretrained=None)

@@ -133,7 +133,11 @@ def test_any_torch_optimizer_by_name_and_clear_error_otherwise():
     model = build_model(
         train_opt(
             network_g={'use_semantics': False},
-            train={'semantic_opt': None, 'clip_opt': None, 'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.01}},
+            train={
+                'semantic_opt': None,
+                'clip_opt': None,
+                'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'weight_decay': 0.01},
+            },
         )
     )
     assert type(model.optimizer_g).__name__ == 'AdamW'

@@ -13,7 +13,7 @@ import yaml
 from basicsr.models import build_model
 from llie_test_utils import LIGHT_SEG, train_opt
 
-# Tiled against untiled (see docs/BENCHMARK.md):
+# Tiled against untiled (see docs/EVALUATION.md):
 # * without the prior (network_g.use_semantics: false) DeepSPG is a local, down-sampling-by-4
 #   network: tiles aligned to 4 and an overlap of at least 4x its receptive-field radius (39 px
 #   for the net below, so overlap 160) give the untiled output up to float rounding;
@@ -115,6 +115,14 @@ def test_command_line_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
     assert 'would overwrite the input' in capsys.readouterr().err
     assert E.main(base + ['--device', 'cpu', '--tile', '66', '--overlap', '64']) == 2
     assert 'must exceed --overlap 64 by at least 4' in capsys.readouterr().err
+    for sub in ('a', 'b'):  # two inputs with one file name: the second is refused, the first written
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / 'same.png'), np.full((8, 8, 3), 20, np.uint8))
+    argv = [str(tmp_path / 'a/same.png'), str(tmp_path / 'b/same.png'), '--output', str(tmp_path / 'out')]
+    assert E.main(argv + ['--device', 'cpu', '--no-progress']) == 1
+    err = capsys.readouterr().err
+    assert f'{tmp_path / "b/same.png"}: same file name as {tmp_path / "a/same.png"}' in err
+    assert (tmp_path / 'out/same.png').is_file()
 
 
 def test_palette_is_fixed_and_distinct():

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options'
@@ -65,9 +64,9 @@ def test_published_settings_in_lol_options():
 
 
 def test_missing_prior_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
-    from basicsr.models import build_model
-
     from deepspg_basicsr.utils.checkpoint import CheckpointError
+
+    from basicsr.models import build_model
 
     opt = _load(OPTIONS / 'test_DeepSPG_LOLv1.yml')
     opt.update(num_gpu=0, is_train=False, dist=False, rank=0, world_size=1)

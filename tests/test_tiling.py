@@ -152,3 +152,50 @@ def test_reflect_pad_larger_than_image():
     assert padded.shape == (1, 1, 8, 8)
     assert padded[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]  # repeated mirroring
     assert torch.equal(padded[0, 0], padded[0, 0, :1].expand(8, 8))  # height 1: replicated
+
+
+class _StridedNet(nn.Module):
+    """A local network that down-samples by 4 (two stride-2 convs) and up-samples back, padding its
+    input to a multiple of 4 (reflect) and cropping the output, as DeepSPG does."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.down = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 4, 2, 1), nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(8, 8, 2, 2), nn.ReLU(), nn.ConvTranspose2d(8, 3, 2, 2))
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        return self.up(self.down(pad_to_multiple(x, 4)[0]))[..., :h, :w]
+
+
+@torch.no_grad()
+def test_align_makes_a_down_sampling_net_tile_exactly(image):
+    net = _StridedNet().eval()
+    ref = net(image)  # 300 x 451: padded to 300 x 452 inside
+    out = tiled_forward(net, image, tile=128, overlap=48, align=4)
+    assert (out - ref).abs().max().item() <= LOCAL_ATOL
+    # without alignment the tiles start at positions not divisible by 4: other sample phases
+    assert (tiled_forward(net, image, tile=128, overlap=48) - ref).abs().max().item() > 1e-3
+    starts = [s for s, _ in axis_tiles(452, 128, 48, align=4)]
+    assert all(s % 4 == 0 for s in starts) and starts[-1] == 452 - 128
+    assert all(b - a <= 128 - 48 for a, b in zip(starts, starts[1:]))
+    with pytest.raises(ValueError, match='align'):
+        tiled_forward(net, image, tile=128, overlap=126, align=4)
+
+
+def test_with_box_passes_each_tiles_place():
+    x = torch.rand(1, 1, 50, 70)
+    boxes = []
+
+    def fn(t, box):
+        top, left, h, w = box
+        boxes.append(box)
+        assert torch.equal(t, x[..., top : top + h, left : left + w])
+        return t
+
+    assert torch.allclose(tiled_forward(fn, x, tile=32, overlap=8, with_box=True), x)
+    assert {b[2:] for b in boxes} == {(32, 32)} and len(boxes) == 2 * 3
+    boxes.clear()
+    tiled_forward(fn, x, tile=128, with_box=True)
+    assert boxes == [(0, 0, 50, 70)]
