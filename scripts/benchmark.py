@@ -873,10 +873,11 @@ def _timed_train_step(model, batches, times):
             with torch.no_grad():
                 gt_logits = timed('l_sem: prior on the ground truth (no_grad)', model.seg_prior, gt)['logits']
             losses['l_sem'] = timed('l_sem: KL', model.cri_sem, out_logits, gt_logits)
-        if model.cri_clip is not None:
+    if model.cri_clip is not None:  # as DeepSPGModel.compute_losses: autocast on CUDA only
+        with model.autocast() if dev.type == 'cuda' else nullcontext():
             feat = timed('l_clip: CLIP image encoder forward', model.clip_prior.encode_image, output)
-            text = model.clip_prior.text_features
-            losses['l_clip'] = timed('l_clip: cosine to the cached text features', model.cri_clip, feat, text)
+        text = model.clip_prior.text_features
+        losses['l_clip'] = timed('l_clip: cosine to the cached text features', model.cri_clip, feat, text)
     grad = torch.zeros_like(output)
     for name, loss in losses.items():
         grad += timed(f'{name} backward to the output', torch.autograd.grad, loss.float(), output, retain_graph=True)[0]
@@ -1001,7 +1002,7 @@ def targets(args):
             [
                 f'whole pipeline at 600x400 <= 1.2x HRNet-W48 forward ({dev}, `{name}`)',
                 f'{r:.2f}x the fp32 forward{vs_same}',
-                'met' if r <= 1.2 else 'missed',
+                _verdict(r, same),
             ]
         )
     for dev, (peak, secs) in res.get('tiled_4k', {}).items():
@@ -1013,7 +1014,23 @@ def targets(args):
             ]
         )
     lines += ['| target | measured | |', '|---|---|---|'] + ['| ' + ' | '.join(r) + ' |' for r in rows] + ['']
+    if res.get('pipeline_ratio'):
+        lines += [
+            'The pipeline target is read against the HRNet-W48 forward as the option files run it (float32, NCHW). '
+            'Against the HRNet-W48 forward with the same levers (bf16 + channels_last) the pipeline stays at 2-3x: '
+            "the enhancer's full-resolution layers (16-64 channels at every pixel) are memory-bound and gain less "
+            "from bf16 and channels_last than HRNet's wide low-resolution convolutions, so once the prior is fast "
+            'the enhancer dominates (latency table). `fast` and `fastest` also change the output slightly (the '
+            '`seg_scale` section).',
+            '',
+        ]
     return lines
+
+
+def _verdict(ratio, same_settings):
+    if ratio > 1.2:
+        return 'missed'
+    return 'met' if same_settings <= 1.2 else 'met vs the fp32 forward; missed at equal settings'
 
 
 def main():

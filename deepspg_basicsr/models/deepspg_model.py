@@ -1,6 +1,7 @@
 """DeepSPG training / testing model: owns the frozen priors, runs the losses of eq. 15."""
 
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -213,7 +214,9 @@ class DeepSPGModel(LLIEBaseModel):
                     gt_logits = self.seg_prior(to_channels_last(gt, prior_cl))['logits']
             losses['l_sem'] = self.cri_sem(out_logits, gt_logits)
         if self.cri_clip is not None:
-            with self.autocast():
+            # CPU: CLIP stays float32; under bf16 autocast ViT-B-16's backward ran 5-6x slower (torch 2.15,
+            # docs/BENCHMARKS.md)
+            with self.autocast() if self.device.type == 'cuda' else nullcontext():
                 image_features = self.clip_prior.encode_image(output)
             losses['l_clip'] = self.cri_clip(image_features, self.clip_prior.text_features)
         return sum(losses.values()), losses
