@@ -39,7 +39,7 @@ def worker(args):
     from deepspg_basicsr import enhance
 
     import torch
-    from measure_tiling import peak_rss_mib, synthetic_image
+    from measure_tiling import report_result, synthetic_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,13 +62,7 @@ def worker(args):
             prior_size=args.prior_size,
             device=device,
         )['out']
-    result['seconds'] = round(time.perf_counter() - start, 2)
-    result['peak_rss_mib'] = round(peak_rss_mib(), 1)
-    if device.type == 'cuda':
-        result['peak_cuda_mib'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    if out is not None:
-        np.save(args.save, out.numpy())
-    print('RESULT ' + json.dumps(result))
+    report_result(result, start, device, out, args.save, digits=2)
 
 
 def run_worker(mode, args, folder):

@@ -32,6 +32,20 @@ def peak_rss_mib():
     return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
 
 
+def report_result(result, start, device, out, save_path, digits=3):
+    """Finish a worker: elapsed seconds, peak memory, the output saved for comparison, and one
+    ``RESULT {json}`` line for the parent process to parse."""
+    import torch
+
+    result['seconds'] = round(time.perf_counter() - start, digits)
+    result['peak_rss_mib'] = round(peak_rss_mib(), 1)
+    if device.type == 'cuda':
+        result['peak_cuda_mib'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    if out is not None:
+        np.save(save_path, out.numpy())
+    print('RESULT ' + json.dumps(result))
+
+
 def random_conv_net(seed=0, layers=4, width=8):
     """The translation-equivariant test network: random 3x3 convs + ReLU (as in tests/test_tiling.py)."""
     import torch
@@ -112,13 +126,7 @@ def worker(args):
             out = tiling.tiled_forward(fn, x, tile=args.tile, overlap=args.overlap, pad_multiple=args.pad_multiple)
         else:
             out = None
-    result['seconds'] = round(time.perf_counter() - start, 3)
-    result['peak_rss_mib'] = round(peak_rss_mib(), 1)
-    if device.type == 'cuda':
-        result['peak_cuda_mib'] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    if out is not None:
-        np.save(args.save, out.numpy())
-    print('RESULT ' + json.dumps(result))
+    report_result(result, start, device, out, args.save)
 
 
 def run_worker(mode, args, folder):
