@@ -17,6 +17,12 @@ a colour overlay on the output, fixed 150-colour palette). A file that cannot be
 written is reported by name and the others are still processed; the exit status is then 1 and
 the failures are listed at the end.
 
+Pictures are named after the input's stem (``compare/s.png``), or after its whole file name when
+two inputs share the stem (``s.png`` and ``s.jpg``: ``compare/s.png.png``, ``compare/s.jpg.png``).
+Results already in ``--output`` are never replaced silently: the run is refused (status 2) unless
+``--overwrite``. Exit status: 0 all written, 1 some failed, 2 bad command line / model / output
+folder, 130 interrupted (Ctrl-C; the images finished so far are kept).
+
 Large images: ``--tile T`` processes overlapping T x T tiles blended without seams
 (:func:`deepspg_basicsr.utils.tiling.tiled_forward`, tiles aligned to the network's
 down-sampling factor). The segmentation prior then sees one tile at a time: its semantics are
@@ -45,6 +51,8 @@ IMAGE_EXTENSIONS = (
     '.png', '.jpg', '.jpeg', '.jpe', '.bmp', '.dib', '.tif', '.tiff', '.webp', '.exr', '.hdr', '.pfm',
     '.ppm', '.pgm', '.pbm', '.pnm', '.sr', '.ras', '.jp2',
 )  # fmt: skip
+#: Default of ``--overlap`` (pixels).
+OVERLAP_DEFAULT = 64
 #: The DeepSPG base preset, used when no option file is given.
 DEFAULT_NETWORK = {'type': 'DeepSPG'}
 
@@ -95,6 +103,67 @@ def collect_inputs(inputs):
         else:
             problems.append((item, 'no such file or folder'))
     return files, problems
+
+
+def picture_stems(files):
+    """The stem under which each file's optional pictures are written (``compare/<stem>.png``, ...).
+
+    The file's stem, unless two inputs share it (``s.png``, ``s.jpg``): those use their whole
+    file name (``compare/s.png.png``, ``compare/s.jpg.png``), which is unique among the outputs.
+
+    Args:
+        files (list[str]): Inputs with distinct file names (see :func:`_unique_names`).
+
+    Returns:
+        dict[str, str]: File -> picture stem, all distinct.
+    """
+    names = {path: os.path.basename(path) for path in files}
+    stems = {path: os.path.splitext(name)[0] for path, name in names.items()}
+    while True:
+        count = {}
+        for stem in stems.values():
+            count[stem] = count.get(stem, 0) + 1
+        clashing = [path for path, stem in stems.items() if count[stem] > 1 and stem != names[path]]
+        if not clashing:
+            return stems
+        for path in clashing:
+            stems[path] = names[path]
+
+
+def planned_outputs(path, args, stem):
+    """Every file :func:`process_file` writes for the input ``path``."""
+    out = [os.path.join(args.output, os.path.basename(path))]
+    if args.save_compare:
+        out.append(_picture_path(args.output, 'compare', stem))
+    if args.save_maps:
+        out += [_picture_path(args.output, 'maps', stem, f'_{m}') for m in ('illumination', 'reflectance')]
+    if args.save_seg:
+        out.append(_picture_path(args.output, 'seg', stem))
+    return out
+
+
+def check_output_folder(files, args, stems):
+    """Refuse an ``--output`` that is a file, and, without ``--overwrite``, outputs that exist.
+
+    Raises:
+        EnhanceError: naming ``--output`` and the first existing files.
+    """
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise EnhanceError(f'--output {args.output} exists and is not a folder')
+    if args.overwrite or not os.path.isdir(args.output):
+        return
+    existing = [
+        out
+        for path in files
+        for out in planned_outputs(path, args, stems[path])
+        if os.path.exists(out) and not os.path.samefile(out, path)  # the input itself: reported per file
+    ]
+    if existing:
+        shown = ', '.join(existing[:3]) + (', ...' if len(existing) > 3 else '')
+        raise EnhanceError(
+            f'{len(existing)} output file(s) already exist in --output {args.output} ({shown}); pass --overwrite '
+            'to replace them, or choose another --output folder'
+        )
 
 
 def _unique_names(files):
@@ -334,8 +403,9 @@ def _picture_path(output, folder, stem, suffix=''):
     return os.path.join(output, folder, f'{stem}{suffix}.png')
 
 
-def process_file(model, path, args, device):
-    """Read, enhance and write one file (and its optional pictures); returns the output path."""
+def process_file(model, path, args, device, stem=None):
+    """Read, enhance and write one file (and its optional pictures, named after ``stem``, default
+    the file's stem; see :func:`picture_stems`); returns the output path."""
     name = os.path.basename(path)
     out_path = os.path.join(args.output, name)
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
@@ -353,7 +423,7 @@ def process_file(model, path, args, device):
         device=device,
     )
     write_image(out_path, res['out'], record)
-    stem = os.path.splitext(name)[0]
+    stem = os.path.splitext(name)[0] if stem is None else stem
     rgb8 = ImageRecord()
     if args.save_compare:
         write_image(_picture_path(args.output, 'compare', stem), torch.cat([x, res['out']], dim=-1), rgb8)
@@ -394,7 +464,9 @@ def parse_args(argv=None):
     )
     parser.add_argument('--output', '-o', required=True, help='output folder (results keep the input file names)')
     parser.add_argument('--tile', type=int, default=0, help='tile size in pixels; 0: whole image (default)')
-    parser.add_argument('--overlap', type=int, default=64, help='minimum overlap of neighbouring tiles (default 64)')
+    parser.add_argument(
+        '--overlap', type=int, default=OVERLAP_DEFAULT, help='minimum overlap of neighbouring tiles (default 64)'
+    )
     parser.add_argument('--prior-global', action='store_true', help='with tiles: run the prior once on the whole image')
     parser.add_argument('--prior-size', type=int, default=1024, help='longer side for --prior-global / --save-seg')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='default: cuda if available')
@@ -406,9 +478,15 @@ def parse_args(argv=None):
     )
     parser.add_argument('--save-seg', action='store_true', help='also write seg/<name>.png: segmentation overlay')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument(
+        '--overwrite', action='store_true', help='replace existing results in --output (default: refuse)'
+    )
     args = parser.parse_args(argv)
-    if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
-        parser.error('need --tile >= 0, --overlap >= 0 and --overlap < --tile')
+    overlap = f'--overlap {args.overlap}' + (' (the default)' if args.overlap == OVERLAP_DEFAULT else '')
+    if args.tile < 0 or args.overlap < 0:
+        parser.error(f'need --tile >= 0 and --overlap >= 0, got --tile {args.tile}, {overlap}')
+    if args.tile and args.overlap >= args.tile:
+        parser.error(f'--tile {args.tile} must be larger than {overlap}; pass a smaller --overlap or a larger --tile')
     if args.prior_size < 16:
         parser.error('--prior-size must be at least 16')
     return args
@@ -437,6 +515,10 @@ def main(argv=None):
         files, failures = collect_inputs(args.inputs)
         if not files:
             raise EnhanceError('no input images: ' + '; '.join(f'{p}: {m}' for p, m in failures))
+        files, clashes = _unique_names(files)
+        failures += clashes
+        stems = picture_stems(files)
+        check_output_folder(files, args, stems)
         model = build_enhancer(args, device)
         net = model.get_bare_model(model.net_g)
         if args.save_seg and model.seg_prior is None:
@@ -445,31 +527,45 @@ def main(argv=None):
             raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
         align = int(getattr(net, 'down_factor', 1))
         if args.tile and args.tile // align * align - args.overlap < align:
+            default = ' (the default)' if args.overlap == OVERLAP_DEFAULT else ''
             raise EnhanceError(
                 f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
-                f'exceed --overlap {args.overlap} by at least {align}'
+                f'exceed --overlap {args.overlap}{default} by at least {align}'
             )
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as err:
+            raise EnhanceError(f'--output {args.output}: cannot create the folder ({err})') from err
+    except KeyboardInterrupt:
+        print('deepspg-enhance: interrupted (Ctrl-C); nothing written', file=sys.stderr)
+        return 130
     except Exception as err:  # command line, option file, checkpoints
         print(f'deepspg-enhance: error: {err}', file=sys.stderr)
         return 2
-    files, clashes = _unique_names(files)
-    failures += clashes
     for path, message in failures:
         print(f'deepspg-enhance: {path}: {message}', file=sys.stderr)
-    os.makedirs(args.output, exist_ok=True)
+    requested = len(files) + len(failures)  # missing inputs and name clashes count as not written
     written = 0
     bar = tqdm(files, unit='image', disable=args.no_progress)
-    for path in bar:
-        bar.set_description(os.path.basename(path))
-        try:
-            process_file(model, path, args, device)
-            written += 1
-        except Exception as err:  # one bad image must not stop the others
-            message = _describe(err)
-            failures.append((path, message))
-            tqdm.write(f'deepspg-enhance: failed: {path}: {message}', file=sys.stderr)
+    try:
+        for path in bar:
+            bar.set_description(os.path.basename(path))
+            try:
+                process_file(model, path, args, device, stems[path])
+                written += 1
+            except Exception as err:  # one bad image must not stop the others
+                message = _describe(err)
+                failures.append((path, message))
+                tqdm.write(f'deepspg-enhance: failed: {path}: {message}', file=sys.stderr)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f'deepspg-enhance: interrupted (Ctrl-C): {written} of {requested} images written to {args.output}',
+            file=sys.stderr,
+        )
+        return 130
     bar.close()
-    print(f'deepspg-enhance: {written} of {len(files)} images written to {args.output}', file=sys.stderr)
+    print(f'deepspg-enhance: {written} of {requested} images written to {args.output}', file=sys.stderr)
     if failures:
         print(f'deepspg-enhance: {len(failures)} failed:', file=sys.stderr)
         for path, message in failures:

@@ -40,17 +40,20 @@ def read_option_file(argv, is_train=True):
         them (``--force_yml`` applied), and the launcher arguments.
 
     Raises:
-        OptionError: naming the file and every missing or misspelt key.
+        OptionError: naming the file and every missing or misspelt key or bad value
+        (:mod:`~deepspg_basicsr.utils.options_check`, :mod:`~deepspg_basicsr.utils.option_values`).
     """
     import yaml
     from basicsr.utils.options import ordered_yaml
 
-    from .utils.options_check import OptionError, check_options
+    from .utils.option_values import find_value_problems
+    from .utils.options_check import OptionError, find_option_problems
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', type=str)
     parser.add_argument('--launcher', default='none')
     parser.add_argument('--force_yml', nargs='+', default=None)
+    parser.add_argument('--auto_resume', action='store_true')
     args, _ = parser.parse_known_args(argv)
     if args.opt is None:
         return None, args  # BasicSR's parser reports the missing -opt
@@ -62,7 +65,12 @@ def read_option_file(argv, is_train=True):
     except yaml.YAMLError as err:
         raise OptionError([f'not valid YAML: {err}'], args.opt) from err
     _apply_force_yml(opt, args.force_yml)
-    check_options(opt, args.opt, is_train)
+    problems = find_option_problems(opt, is_train)
+    paths = (opt.get('path') if isinstance(opt, dict) else None) or {}
+    resuming = is_train and (args.auto_resume or bool(isinstance(paths, dict) and paths.get('resume_state')))
+    problems += [p for p in find_value_problems(opt, is_train, resuming) if p not in problems]
+    if problems:
+        raise OptionError(problems, args.opt)
     return opt, args
 
 
@@ -86,3 +94,42 @@ def prepare(argv=None, is_train=True):
     if opt is not None and args.launcher != 'none':
         compat.DIST_BACKEND = (opt.get('dist_params') or {}).get('backend')
     return os.getcwd()
+
+
+#: Errors of bad input found while the pipeline builds its data sets and models (each names the
+#: file or key): reported in one line, exit status 2, like a bad option file.
+def _input_errors():
+    from .data.pair_check import PairCheckError
+    from .utils.checkpoint import CheckpointError
+
+    return (PairCheckError, CheckpointError)
+
+
+def run_guarded(pipeline, root, is_train):
+    """Run BasicSR's ``pipeline(root)`` so that a failure leaves no trace of the run in the folders
+    and ends with one clear line.
+
+    * A run that fails before producing anything (no checkpoint, report or image) removes the
+      ``experiments/<name>`` / ``results/<name>`` folder it made and renames back the folder
+      BasicSR archived (:mod:`deepspg_basicsr.utils.run_folders`).
+    * Bad data or checkpoints (:class:`PairCheckError`, :class:`CheckpointError`): ``error: ...``
+      on stderr, exit status 2.
+    * Ctrl-C: ``interrupted`` on stderr (training: resume with ``--auto_resume``), exit status 130.
+
+    Other exceptions propagate (tracebacks for bugs); the folder rollback applies to them too.
+    """
+    from .utils.run_folders import rollback_new_folders, run_folders
+
+    opt, args = read_option_file(sys.argv[1:], is_train)
+    folders = run_folders(opt, is_train, root) if opt is not None and os.environ.get('RANK', '0') == '0' else []
+    tb_root = os.path.abspath(os.path.join(root, 'tb_logger'))
+    try:
+        with rollback_new_folders(folders, is_tb=lambda f: os.path.dirname(f) == tb_root):
+            pipeline(root)
+    except _input_errors() as err:
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        hint = '; resume from the last saved checkpoint with --auto_resume' if is_train else ''
+        print(f'\ninterrupted (Ctrl-C){hint}', file=sys.stderr, flush=True)
+        raise SystemExit(130) from None

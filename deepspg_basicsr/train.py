@@ -7,7 +7,7 @@ Usage: ``python -m deepspg_basicsr.train -opt options/train_DeepSPG_LOLv1.yml [-
 
 import sys
 
-from .launch import prepare
+from .launch import prepare, run_guarded
 
 
 def main(argv=None):
@@ -19,7 +19,7 @@ def main(argv=None):
     from .models.llie_base_model import NonFiniteLossError
 
     try:
-        train_pipeline(root)
+        run_guarded(train_pipeline, root, is_train=True)
     except NonFiniteLossError as err:  # a clear last line instead of a traceback; status 3
         get_root_logger().error(f'{type(err).__name__}: {err}')
         print(f'error: {err}', file=sys.stderr, flush=True)

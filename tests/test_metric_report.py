@@ -227,7 +227,7 @@ def test_basicsr_test_pipeline_writes_the_report(pairs, tmp_path):
             }
         },
         'network_g': dict(train_opt()['network_g'], **NET),
-        'path': {'pretrain_network_g': None, 'strict_load_g': True},
+        'path': {'pretrain_network_g': None, 'random_weights_g': True, 'strict_load_g': True},
         'val': {'save_img': False, 'suffix': None, 'metrics': {'psnr': METRICS['psnr']}},
     }
     opt_file = tmp_path / 'report.yml'

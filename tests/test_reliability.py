@@ -244,7 +244,10 @@ def _prepare(monkeypatch, opt_file, *extra, is_train=True):
 
 
 def _demo_opt():
-    return yaml.safe_load((REPO / 'options/train_DeepSPG_demo.yml').read_text())
+    opt = yaml.safe_load((REPO / 'options/train_DeepSPG_demo.yml').read_text())
+    for dataset in opt['datasets'].values():  # existing folders, whatever the current folder (data not read)
+        dataset.update(dataroot_gt=str(REPO / 'datasets'), dataroot_lq=str(REPO / 'datasets'))
+    return opt
 
 
 BAD_OPTIONS = {

@@ -24,6 +24,18 @@ def pad_to_multiple(x, multiple):
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
+def set_padding_mode(module, mode):
+    """Set ``padding_mode`` of every padded ``nn.Conv2d`` in ``module`` (state dict unchanged).
+
+    ``'replicate'`` repeats the border pixel, so a constant map stays constant up to the border;
+    ``'zeros'`` (PyTorch's default) surrounds each feature map with zeros, which the network
+    sees as a dark frame (see :class:`DeepSPG`, ``padding_mode``).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and any(p > 0 for p in m.padding):
+            m.padding_mode = mode
+
+
 class ResBlock(nn.Module):
     """conv3x3 - LeakyReLU - conv3x3 + identity."""
 
@@ -94,6 +106,14 @@ class DeepSPG(nn.Module):
             :class:`MultiLevelFusion` of the three decoder levels; both start as identities.
             ``forward`` then needs ``text_feats``. Off: no extra parameters. Default: False.
         text_dim (int): Width of the CLIP token embeddings (512 for ViT-B/16). Default: 512.
+        padding_mode (str): How every padded convolution (SEM and text guidance included) pads
+            its feature map: ``'replicate'`` (default) or ``'zeros'``. Zero padding put a faint
+            bright line along the image edges of dark images (the estimator and the U-Net see a
+            black frame around the features, R = I / L and the reflectance branch over-brighten
+            the first 1-2 rows and columns); with ``'replicate'`` a constant image gives an output
+            without border effect. ``'zeros'`` reproduces checkpoints trained before this option
+            (same state-dict keys; their outputs change by a few grey levels near the edges with
+            ``'replicate'``). Default: 'replicate'.
     """
 
     down_factor = 4
@@ -111,8 +131,11 @@ class DeepSPG(nn.Module):
         illum_floor=0.05,
         text_guidance=False,
         text_dim=512,
+        padding_mode='replicate',
     ):
         super().__init__()
+        if padding_mode not in ('replicate', 'zeros'):
+            raise ValueError(f"network_g.padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
         if len(num_blocks) != 3 or len(num_heads) != 3:
             raise ValueError('num_blocks and num_heads need one entry per level (3)')
         if use_semantics and len(sem_channels) != 3:
@@ -148,6 +171,8 @@ class DeepSPG(nn.Module):
             self.fusion = MultiLevelFusion(widths, widths[0])
         self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
+        self.padding_mode = padding_mode
+        set_padding_mode(self, padding_mode)
 
     def _sem(self, level, feat, sem_feats):
         if not self.use_semantics:

@@ -73,7 +73,9 @@ class PairedLLIEDataset(data.Dataset):
     In the ``train`` phase a random ``gt_size`` x ``gt_size`` patch is cropped at the same place
     from both images, then flipped / rotated. An image smaller than ``gt_size`` along a side is
     first reflect-padded (at the bottom / right, both images alike) up to ``gt_size``, so small
-    images still give full patches. In other phases whole images are returned.
+    images still give full patches; a ``gt_size`` of more than twice an image's side is refused
+    (``PairCheckError`` naming ``gt_size`` and the smallest image, when the data set is built, or
+    when the image is read with ``check_pairs: false``). In other phases whole images are returned.
 
     The file client (LMDB environments) is opened lazily in ``__getitem__``, once per worker
     process. The given ``opt`` is copied, never modified.
@@ -130,17 +132,47 @@ class PairedLLIEDataset(data.Dataset):
             raise ValueError(f"io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
         self.file_client = None
         self._client_pid = None
+        if self.phase == 'train':
+            self._check_gt_size(self._known_sizes)
+
+    def _check_gt_size(self, sizes):
+        """Raise :class:`PairCheckError` naming ``gt_size`` when an image is too small for it.
+
+        Reflect padding mirrors an image once when the pad is smaller than the side; a
+        ``gt_size`` of more than twice a side would tile mirrored copies into patches that are
+        mostly padding (and, far too large, fill the memory: 2048 on the demo's ~130 px images
+        was killed at 24 GB). So every side must be at least ``(gt_size + 1) // 2``.
+
+        Args:
+            sizes (dict[str, tuple[int, int]]): Image (file or LMDB key) -> (h, w).
+        """
+        need = (self.gt_size + 1) // 2
+        small = {name: hw for name, hw in sizes.items() if min(hw) < need}
+        if not small:
+            return
+        name, (h, w) = min(small.items(), key=lambda item: min(item[1]))
+        largest = 2 * min(min(hw) for hw in sizes.values())
+        raise PairCheckError(
+            [
+                f'datasets.{self.opt.get("phase", "train")}.gt_size {self.gt_size} is more than twice the side of '
+                f'{len(small)} of {len(sizes)} images (smallest: {name!r}, {h}x{w} h x w): their patches would be '
+                f'mostly reflect padding. Use gt_size <= {largest}, or larger images.'
+            ],
+            f"the data of '{self.opt.get('name', 'train')}'",
+        )
 
     def _paths_from_folders(self):
         for folder, label in ((self.lq_folder, 'dataroot_lq'), (self.gt_folder, 'dataroot_gt')):
             if not osp.isdir(folder):
                 raise FileNotFoundError(f"{label} folder does not exist: '{folder}'")
         pairs = check_pairs(self.lq_folder, self.gt_folder, self.filename_tmpl, decode=self.check)
+        self._known_sizes = {p.normal_path: p.shape[:2] for p in pairs if p.shape is not None}
         return [{'lq_path': p.low_path, 'gt_path': p.normal_path} for p in pairs]
 
     def _paths_from_lmdb(self):
         lq_meta = read_lmdb_meta_info(self.lq_folder)
         gt_meta = read_lmdb_meta_info(self.gt_folder)
+        self._known_sizes = {key: hwc[:2] for key, hwc in gt_meta.items()}
         if self.check:
             problems = []
             for key in lq_meta:
@@ -210,6 +242,8 @@ class PairedLLIEDataset(data.Dataset):
             )
 
         if self.phase == 'train':
+            if gt_path not in self._known_sizes:  # not checked at init (check_pairs: false)
+                self._check_gt_size({gt_path: img_gt.shape[:2]})
             img_gt, img_lq = _pad_to(img_gt, self.gt_size), _pad_to(img_lq, self.gt_size)
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.gt_size, 1, gt_path)
             img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))

@@ -35,6 +35,14 @@ class LLIEBaseModel(SRModel):
     * ``train.grad_clip_norm`` (optional) clips the gradient norm; nothing is hard-coded.
     """
 
+    def __init__(self, opt):
+        super().__init__(opt)
+        if not self.is_train and self.opt['path'].get('pretrain_network_g') is None:
+            get_root_logger().warning(
+                '!!! THE ENHANCER (network_g) HAS RANDOM WEIGHTS: no path.pretrain_network_g. Its outputs and '
+                'metrics are those of an untrained network (measurements only). !!!'
+            )
+
     # ---- devices and distribution -------------------------------------------------------
     def model_to_device(self, net):
         net = net.to(self.device)
@@ -125,7 +133,14 @@ class LLIEBaseModel(SRModel):
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         """BasicSR's validation, leaving the global random generators as it found them: training
         draws the same random numbers whatever ``val_freq`` is, and a resumed run the same as
-        an uninterrupted one (which validated after saving the state it resumes from)."""
+        an uninterrupted one (which validated after saving the state it resumes from).
+
+        The validation after training is reported at ``train.total_iter``: BasicSR passes its loop
+        counter, which has run past the last iteration by one for each epoch it started after it
+        (202 for a 200-iteration run of 80 iterations per epoch)."""
+        total = (self.opt.get('train') or {}).get('total_iter') if self.opt.get('is_train') else None
+        if isinstance(current_iter, int) and total is not None and current_iter > int(total):
+            current_iter = int(total)
         with preserved_rng():
             super().validation(dataloader, current_iter, tb_logger, save_img)
 
