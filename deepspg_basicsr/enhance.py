@@ -465,7 +465,7 @@ def parse_args(argv=None):
     parser.add_argument('--output', '-o', required=True, help='output folder (results keep the input file names)')
     parser.add_argument('--tile', type=int, default=0, help='tile size in pixels; 0: whole image (default)')
     parser.add_argument(
-        '--overlap', type=int, default=OVERLAP_DEFAULT, help='minimum overlap of neighbouring tiles (default 64)'
+        '--overlap', type=int, default=None, help='minimum overlap of neighbouring tiles (default 64)'
     )
     parser.add_argument('--prior-global', action='store_true', help='with tiles: run the prior once on the whole image')
     parser.add_argument('--prior-size', type=int, default=1024, help='longer side for --prior-global / --save-seg')
@@ -482,7 +482,10 @@ def parse_args(argv=None):
         '--overwrite', action='store_true', help='replace existing results in --output (default: refuse)'
     )
     args = parser.parse_args(argv)
-    overlap = f'--overlap {args.overlap}' + (' (the default)' if args.overlap == OVERLAP_DEFAULT else '')
+    args.overlap_is_default = args.overlap is None
+    if args.overlap_is_default:
+        args.overlap = OVERLAP_DEFAULT
+    overlap = f'--overlap {args.overlap}' + (' (the default)' if args.overlap_is_default else '')
     if args.tile < 0 or args.overlap < 0:
         parser.error(f'need --tile >= 0 and --overlap >= 0, got --tile {args.tile}, {overlap}')
     if args.tile and args.overlap >= args.tile:
@@ -527,7 +530,7 @@ def main(argv=None):
             raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
         align = int(getattr(net, 'down_factor', 1))
         if args.tile and args.tile // align * align - args.overlap < align:
-            default = ' (the default)' if args.overlap == OVERLAP_DEFAULT else ''
+            default = ' (the default)' if getattr(args, 'overlap_is_default', False) else ''
             raise EnhanceError(
                 f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
                 f'exceed --overlap {args.overlap}{default} by at least {align}'
