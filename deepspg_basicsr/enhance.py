@@ -464,9 +464,7 @@ def parse_args(argv=None):
     )
     parser.add_argument('--output', '-o', required=True, help='output folder (results keep the input file names)')
     parser.add_argument('--tile', type=int, default=0, help='tile size in pixels; 0: whole image (default)')
-    parser.add_argument(
-        '--overlap', type=int, default=None, help='minimum overlap of neighbouring tiles (default 64)'
-    )
+    parser.add_argument('--overlap', type=int, default=None, help='minimum overlap of neighbouring tiles (default 64)')
     parser.add_argument('--prior-global', action='store_true', help='with tiles: run the prior once on the whole image')
     parser.add_argument('--prior-size', type=int, default=1024, help='longer side for --prior-global / --save-seg')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='default: cuda if available')
