@@ -204,6 +204,34 @@ def safe_basicsr_load_network():
     BaseModel.load_network = load_network
 
 
+def _make_exp_dirs_of_folder_keys(opt):
+    """BasicSR's ``make_exp_dirs`` on the ``path`` entries that are folder names (strings)."""
+    from basicsr.utils import misc
+
+    paths = {k: v for k, v in opt['path'].items() if isinstance(v, str)}
+    return misc.make_exp_dirs(dict(opt, path=paths))
+
+
+_make_exp_dirs_of_folder_keys._deepspg = True
+
+
+def exp_dirs_skip_flags():
+    """basicsr 1.4.2's ``make_exp_dirs`` calls ``os.makedirs`` on every ``path`` entry whose key
+    does not contain ``strict_load``, ``pretrain_network``, ``resume`` or ``param_key``, so a
+    flag such as ``path.allow_unsafe_checkpoint: true`` or ``path.random_weights_g: true`` fails
+    with ``TypeError: expected str ... not bool``. Make folders for string entries only (in the
+    train and test pipelines, which import the function by name).
+
+    No-op for option files whose ``path`` entries are all strings or BasicSR's skipped keys.
+    """
+    import basicsr.test as basicsr_test
+    import basicsr.train as basicsr_train
+
+    for module in (basicsr_train, basicsr_test):
+        if not getattr(module.make_exp_dirs, '_deepspg', False):
+            module.make_exp_dirs = _make_exp_dirs_of_folder_keys
+
+
 def apply_all():
     """Apply every shim once (idempotent)."""
     global _APPLIED
@@ -216,4 +244,5 @@ def apply_all():
     resume_mid_epoch()
     dist_init_without_cuda()
     safe_basicsr_load_network()
+    exp_dirs_skip_flags()
     _APPLIED = True

@@ -160,6 +160,14 @@ def test_bad_option_values_stop_before_any_folder_is_made(case, tmp_path, pairs,
     assert not (tmp_path / 'experiments').exists()
 
 
+@pytest.mark.parametrize('path', sorted((REPO / 'options').glob('*.yml')), ids=lambda p: p.name)
+def test_shipped_option_files_pass_the_value_check(path):
+    from deepspg_basicsr.utils.option_values import find_value_problems
+
+    problems = find_value_problems(yaml.safe_load(path.read_text()), is_train=path.name.startswith('train'))
+    assert [p for p in problems if 'does not exist' not in p] == []  # data and weights are the user's
+
+
 def test_pretrain_file_is_not_required_when_resuming(tmp_path, pairs):
     opt_file = _train_file(tmp_path, pairs, **{'path.pretrain_network_g': str(tmp_path / 'gone.pth')})
     assert _problems(opt_file) == [f"`path.pretrain_network_g`: the file '{tmp_path / 'gone.pth'}' does not exist"]

@@ -30,9 +30,11 @@ def _count(problems, section, key, where, minimum):
     if not isinstance(section, dict) or section.get(key) is None:
         return
     value = section[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return  # wrong kinds are reported by options_check
-    if value < minimum:
+    if value != int(value):
+        problems.append(f'`{where}` must be a whole number, got {value!r}')
+    elif value < minimum:
         problems.append(f'`{where}` must be at least {minimum}, got {value!r}')
 
 
