@@ -136,7 +136,7 @@ BAD_VALUES = {
         {'train.optim_g.lr': None, 'train.optim_g.lrr': 1e-3},
         "`train.optim_g.lrr`: Adam takes no argument 'lrr' (did you mean 'lr'?)",
     ),
-    'lr_as_string': ({'train.optim_g.lr': '1e-3'}, "`train.optim_g.lr` must be a number, got str '1e-3' (YAML"),
+    'lr_as_string': ({'train.optim_g.lr': '1e-3'}, "`train.optim_g.lr` must be a number, got str '1e-3' (YAML and"),
     'unknown_optimizer': ({'train.optim_g.type': 'adam'}, "not a torch.optim optimiser (did you mean 'Adam'"),
     'missing_dataroot': (
         {'datasets.val.dataroot_lq': 'datasets/nowhere/low'},
@@ -189,7 +189,7 @@ def test_a_failed_run_puts_the_folders_back(tmp_path):
     new = tmp_path / 'experiments' / 'fresh'
     with pytest.raises(RuntimeError), rollback_new_folders([str(new)]):
         _fake_run(new, produce=False)
-    assert not new.exists()  # no empty experiment left behind
+    assert not new.exists() and not new.parent.exists()  # no empty experiment (nor experiments/) left behind
     good = tmp_path / 'results' / 'good'
     good.mkdir(parents=True)
     (good / 'metrics_x.json').write_text('{}')

@@ -8,8 +8,8 @@ traceback after ``experiments/<name>`` was made (or the previous ``results/<name
 * counts: ``train.total_iter``, ``datasets.train.batch_size_per_gpu``, ``logger.print_freq``,
   ``logger.save_checkpoint_freq``, ``val.val_freq`` >= 1; ``num_worker_per_gpu`` >= 0;
 * data: every ``datasets.<phase>.dataroot_*`` exists; ``datasets.train.gt_size`` >= 1;
-* optimisers (``train.optim_*``): a ``torch.optim`` type, a positive number ``lr`` (YAML reads
-  ``1e-3`` without a dot as a string) and only arguments the optimiser takes ("did you mean");
+* optimisers (``train.optim_*``): a ``torch.optim`` type, a positive number ``lr`` (YAML and
+  ``--force_yml`` read ``1e-3`` without a dot as text) and only arguments the optimiser takes ("did you mean");
 * weights: a test run needs ``path.pretrain_network_g`` (an untrained network would be
   benchmarked) unless ``path.random_weights_g: true``; a given weights file must exist (a
   training run that resumes takes its weights from the training state instead).
@@ -74,7 +74,11 @@ def optimizer_problems(optim, where):
         return problems
     lr = optim['lr']
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        hint = ' (YAML reads 1e-3 as a string: write 1.0e-3 or !!float 1e-3)' if isinstance(lr, str) else ''
+        hint = (
+            ' (YAML and --force_yml read 1e-3 as text: write 1.0e-3, or !!float 1e-3 in YAML)'
+            if isinstance(lr, str)
+            else ''
+        )
         problems.append(f'`{where}.lr` must be a number, got {type(lr).__name__} {lr!r}{hint}')
     elif not lr > 0:
         problems.append(f'`{where}.lr` must be positive, got {lr!r}')

@@ -68,6 +68,7 @@ def rollback_new_folders(folders, is_tb=lambda folder: False):
         is_tb (callable): Whether a folder is a TensorBoard log folder. Default: none is.
     """
     before = {f: (os.path.exists(f), _archives(f)) for f in folders}
+    parents = {os.path.dirname(f): os.path.exists(os.path.dirname(f)) for f in folders}
     try:
         yield
     except BaseException:
@@ -81,4 +82,7 @@ def rollback_new_folders(folders, is_tb=lambda folder: False):
             shutil.rmtree(folder)
             if new_archives:
                 os.rename(new_archives[-1], folder)
+        for parent, existed in parents.items():  # experiments/, results/ made by this run, now empty
+            if not existed and os.path.isdir(parent) and not os.listdir(parent):
+                os.rmdir(parent)
         raise
