@@ -47,7 +47,7 @@ def read_option_file(argv, is_train=True):
     from basicsr.utils.options import ordered_yaml
 
     from .utils.option_values import find_value_problems
-    from .utils.options_check import OptionError, find_option_problems
+    from .utils.options_check import OptionError, check_options
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', type=str)
@@ -65,12 +65,15 @@ def read_option_file(argv, is_train=True):
     except yaml.YAMLError as err:
         raise OptionError([f'not valid YAML: {err}'], args.opt) from err
     _apply_force_yml(opt, args.force_yml)
-    problems = find_option_problems(opt, is_train)
     paths = (opt.get('path') if isinstance(opt, dict) else None) or {}
     resuming = is_train and (args.auto_resume or bool(isinstance(paths, dict) and paths.get('resume_state')))
-    problems += [p for p in find_value_problems(opt, is_train, resuming) if p not in problems]
-    if problems:
-        raise OptionError(problems, args.opt)
+    value_problems = find_value_problems(opt, is_train, resuming)
+    try:
+        check_options(opt, args.opt, is_train)
+    except OptionError as err:  # keys and values, every problem at once
+        raise OptionError(err.problems + [p for p in value_problems if p not in err.problems], args.opt) from None
+    if value_problems:
+        raise OptionError(value_problems, args.opt)
     return opt, args
 
 
