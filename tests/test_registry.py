@@ -23,10 +23,21 @@ REGISTRIES = {
 
 EXPECTED = {
     'arch': ['DeepSPG'],
-    'model': ['DeepSPGModel'],
-    'loss': ['SPGPixelLoss', 'SPGEdgeLoss', 'SemanticKLLoss', 'CLIPMultimodalLoss'],
-    'dataset': ['PairedLLIEDataset'],
-    'metric': ['calculate_psnr_llie', 'calculate_ssim_llie'],
+    'model': ['DeepSPGModel', 'DeepSPGZeroRefModel'],
+    'loss': [
+        'SPGPixelLoss',
+        'SPGEdgeLoss',
+        'SemanticKLLoss',
+        'CLIPMultimodalLoss',
+        # issue 11: zero-reference training
+        'SPGExposureLoss',
+        'SPGColorConstancyLoss',
+        'SPGSpatialConsistencyLoss',
+        'SPGIllumSmoothnessLoss',
+        'SemanticConsistencyLoss',
+    ],
+    'dataset': ['PairedLLIEDataset', 'UnpairedLLIEDataset'],
+    'metric': ['calculate_psnr_llie', 'calculate_ssim_llie', 'calculate_brightness_llie'],
 }
 
 

@@ -3,7 +3,6 @@
 import logging
 import os
 import random
-import signal
 from pathlib import Path
 
 from deepspg_basicsr import launch as launcher
@@ -18,7 +17,7 @@ import torch
 import yaml
 from basicsr.models import build_model
 from llie_test_utils import train_opt
-from training_runs import REPO, launch, logged_losses, make_pairs, run_opt
+from training_runs import REPO, kill_when_logged, launch, logged_losses, make_pairs, run_opt
 
 
 @pytest.fixture(scope='module')
@@ -67,16 +66,9 @@ def test_sigkill_then_auto_resume_continues_exactly(tmp_path):
     opt_file = _write_opt(tmp_path / 'run.yml', run_opt('run', data, total_iter=1000, save_freq=4))
     states = tmp_path / 'experiments/run/training_states'
 
-    victim = launch(tmp_path, opt_file)
-    lines = []
-    for line in victim.stdout:  # the uninterrupted run, read as it goes
-        lines.append(line)
-        if logged_losses(line).get(7):
-            victim.send_signal(signal.SIGKILL)
-            break
-    victim.wait()
-    before = logged_losses(''.join(lines))
-    assert 7 in before, ''.join(lines)[-3000:]
+    text = kill_when_logged(tmp_path, opt_file, 7)
+    before = logged_losses(text)
+    assert 7 in before, text[-3000:]
     assert sorted(int(p.stem) for p in states.glob('*.state')) == [4]
     assert load_checkpoint_file(states / '4.state')['iter'] == 4
     (states / '.8.state.killed.tmp').write_bytes(b'half a state')  # as if killed during a save

@@ -8,6 +8,7 @@ the tiny CLIP. Losses are logged every iteration.
 import copy
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,23 @@ def launch(cwd, opt_file, *extra, script=None, prefix=()):
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def kill_when_logged(cwd, opt_file, iteration, *extra):
+    """Start a training run and SIGKILL it as soon as ``iteration`` is logged.
+
+    Returns:
+        str: Everything the run printed up to the kill.
+    """
+    victim = launch(cwd, opt_file, *extra)
+    lines = []
+    for line in victim.stdout:  # the uninterrupted run, read as it goes
+        lines.append(line)
+        if logged_losses(line).get(iteration):
+            victim.send_signal(signal.SIGKILL)
+            break
+    victim.wait()
+    return ''.join(lines)
 
 
 def logged_losses(text):

@@ -18,3 +18,9 @@ __all__ = [
     'pair_check',
     'paired_llie_dataset',
 ]
+
+# issue 11: zero-reference training on unpaired low-light images
+from . import unpaired_llie_dataset  # noqa: E402
+from .unpaired_llie_dataset import UnpairedLLIEDataset  # noqa: E402
+
+__all__ += ['UnpairedLLIEDataset', 'unpaired_llie_dataset']

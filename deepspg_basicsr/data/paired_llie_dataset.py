@@ -55,8 +55,59 @@ def _to_tensor(img):
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
 
 
+class LazyFileClientMixin:
+    """BasicSR file client opened lazily, once per worker process, and image decoding with errors
+    naming the file (or LMDB key). The dataset sets ``backend`` ('disk' | 'lmdb'),
+    ``io_backend_kwargs``, ``file_client = None``, and defines :meth:`lmdb_sources`."""
+
+    def lmdb_sources(self):
+        """Client key -> LMDB folder, e.g. ``{'lq': ..., 'gt': ...}`` (lmdb backend)."""
+        raise NotImplementedError
+
+    def _client(self):
+        if self.file_client is None or self._client_pid != os.getpid():
+            if self.file_client is not None and self.backend == 'lmdb':
+                # inherited through fork (the dataset was read before the workers started): an
+                # LMDB environment must not be used across fork, and lmdb refuses to open the
+                # same path twice in a process, so drop the inherited handles first.
+                for env in self.file_client.client._client.values():
+                    env.close()
+            if self.backend == 'lmdb':
+                sources = self.lmdb_sources()
+                self.file_client = FileClient(
+                    'lmdb', db_paths=list(sources.values()), client_keys=list(sources), **self.io_backend_kwargs
+                )
+            else:
+                self.file_client = FileClient('disk', **self.io_backend_kwargs)
+            self._client_pid = os.getpid()
+        return self.file_client
+
+    def _load(self, path, client_key):
+        """Read one image as an (h, w, 3) float32 RGB array in [0, 1]."""
+        buf = self._client().get(path, client_key)
+        if self.backend == 'lmdb':
+            folder = self.lmdb_sources()[client_key]
+            if buf is None:
+                raise KeyError(f"key '{path}' is not in the LMDB '{folder}'")
+            where = f"key '{path}' of the LMDB '{folder}'"
+            img = decode_image(buf, 'lmdb.png')
+        else:
+            where = f"'{path}'"
+            img = decode_image(buf, path)
+        if img is None:
+            raise ValueError(f'cannot decode {where} (corrupt or truncated image)')
+        return to_float_rgb(img)
+
+    def __getstate__(self):
+        # LMDB environments cannot be pickled (spawned workers): each worker opens its own.
+        state = self.__dict__.copy()
+        state['file_client'] = None
+        state['_client_pid'] = None
+        return state
+
+
 @DATASET_REGISTRY.register()
-class PairedLLIEDataset(data.Dataset):
+class PairedLLIEDataset(LazyFileClientMixin, data.Dataset):
     """Paired low-light image enhancement dataset, read from folders or from BasicSR LMDB.
 
     ``lq`` is the low-light input, ``gt`` the normal-light target; scale is always 1.
@@ -194,41 +245,8 @@ class PairedLLIEDataset(data.Dataset):
                 raise PairCheckError(problems, 'the LMDB meta_info files')
         return [{'lq_path': key, 'gt_path': key} for key in sorted(lq_meta)]
 
-    def _client(self):
-        if self.file_client is None or self._client_pid != os.getpid():
-            if self.file_client is not None and self.backend == 'lmdb':
-                # inherited through fork (the dataset was read before the workers started): an
-                # LMDB environment must not be used across fork, and lmdb refuses to open the
-                # same path twice in a process, so drop the inherited handles first.
-                for env in self.file_client.client._client.values():
-                    env.close()
-            if self.backend == 'lmdb':
-                self.file_client = FileClient(
-                    'lmdb',
-                    db_paths=[self.lq_folder, self.gt_folder],
-                    client_keys=['lq', 'gt'],
-                    **self.io_backend_kwargs,
-                )
-            else:
-                self.file_client = FileClient('disk', **self.io_backend_kwargs)
-            self._client_pid = os.getpid()
-        return self.file_client
-
-    def _load(self, path, client_key):
-        """Read one image as an (h, w, 3) float32 RGB array in [0, 1]."""
-        buf = self._client().get(path, client_key)
-        if self.backend == 'lmdb':
-            folder = self.lq_folder if client_key == 'lq' else self.gt_folder
-            if buf is None:
-                raise KeyError(f"key '{path}' is not in the LMDB '{folder}'")
-            where = f"key '{path}' of the LMDB '{folder}'"
-            img = decode_image(buf, 'lmdb.png')
-        else:
-            where = f"'{path}'"
-            img = decode_image(buf, path)
-        if img is None:
-            raise ValueError(f'cannot decode {where} (corrupt or truncated image)')
-        return to_float_rgb(img)
+    def lmdb_sources(self):
+        return {'lq': self.lq_folder, 'gt': self.gt_folder}
 
     def __getitem__(self, index):
         lq_path = self.paths[index]['lq_path']
@@ -253,12 +271,5 @@ class PairedLLIEDataset(data.Dataset):
     def __len__(self):
         return len(self.paths)
 
-    def __getstate__(self):
-        # LMDB environments cannot be pickled (spawned workers): each worker opens its own.
-        state = self.__dict__.copy()
-        state['file_client'] = None
-        state['_client_pid'] = None
-        return state
 
-
-__all__ = ['PairedLLIEDataset', 'read_lmdb_meta_info']
+__all__ = ['LazyFileClientMixin', 'PairedLLIEDataset', 'read_lmdb_meta_info']

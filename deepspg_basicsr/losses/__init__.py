@@ -12,3 +12,18 @@ from .semantic_adversarial_loss import SemanticAdversarialLoss  # noqa: E402
 from .semantic_histogram_loss import SemanticHistogramLoss  # noqa: E402
 
 __all__ += ['SemanticAdversarialLoss', 'SemanticHistogramLoss']
+
+# issue 11: zero-reference training
+from .color_constancy_loss import SPGColorConstancyLoss  # noqa: E402
+from .exposure_loss import SPGExposureLoss  # noqa: E402
+from .illumination_smoothness_loss import SPGIllumSmoothnessLoss  # noqa: E402
+from .semantic_consistency_loss import SemanticConsistencyLoss  # noqa: E402
+from .spatial_consistency_loss import SPGSpatialConsistencyLoss  # noqa: E402
+
+__all__ += [
+    'SPGColorConstancyLoss',
+    'SPGExposureLoss',
+    'SPGIllumSmoothnessLoss',
+    'SPGSpatialConsistencyLoss',
+    'SemanticConsistencyLoss',
+]

@@ -134,7 +134,7 @@ def calculate_niqe_llie(img, img2=None, crop_border=0, input_order='HWC', conver
 
     Args:
         img (ndarray): Image in [0, 255], uint8 or float, BGR. Shape (H, W, C) or (C, H, W) per
-            ``input_order``, or (H, W). At least 96x96 after cropping.
+            ``input_order``, or (H, W). At least two 96x96 blocks (96x192) after cropping.
         img2 (ndarray | None): Ignored.
         crop_border (int): Pixels cropped from each edge before the metric. Default: 0.
         input_order (str): 'HWC' or 'CHW'. Default: 'HWC'.
@@ -145,8 +145,10 @@ def calculate_niqe_llie(img, img2=None, crop_border=0, input_order='HWC', conver
     """
     img = _to_hwc_float(img, input_order)
     h, w = img.shape[0] - 2 * crop_border, img.shape[1] - 2 * crop_border
-    if min(h, w) < _NIQE_BLOCK:
+    if min(h, w) < _NIQE_BLOCK or (h // _NIQE_BLOCK) * (w // _NIQE_BLOCK) < 2:
+        # one block gives no covariance (NaN, then "SVD did not converge" inside BasicSR)
         raise ValueError(
-            f'NIQE needs an image of at least {_NIQE_BLOCK}x{_NIQE_BLOCK} pixels after cropping, got {h}x{w}'
+            f'NIQE needs at least two {_NIQE_BLOCK}x{_NIQE_BLOCK} blocks (e.g. {_NIQE_BLOCK}x{2 * _NIQE_BLOCK} pixels) '
+            f'after cropping, got {h}x{w}'
         )
     return float(calculate_niqe(img, crop_border, input_order='HWC', convert_to=convert_to))

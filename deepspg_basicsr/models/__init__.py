@@ -10,3 +10,8 @@ from .semantic_gan_model import SemanticGANModel  # noqa: E402
 from .semantic_guided_model import SemanticGuidedModel  # noqa: E402
 
 __all__ += ['SemanticGANModel', 'SemanticGuidedModel']
+
+# issue 11: zero-reference training
+from .deepspg_zeroref_model import DeepSPGZeroRefModel  # noqa: E402
+
+__all__ += ['DeepSPGZeroRefModel']

@@ -47,7 +47,7 @@ __all__ = [
 
 FORMAT = 'deepspg-metrics/1'
 #: Metric types computed from the output alone (no ground truth needed).
-NO_REFERENCE_METRICS = frozenset({'calculate_niqe', 'calculate_niqe_llie'})
+NO_REFERENCE_METRICS = frozenset({'calculate_niqe', 'calculate_niqe_llie', 'calculate_brightness_llie'})
 #: Definition of the GT-mean correction, written into every report.
 GT_MEAN_DEFINITION = (
     'output (uint8, BGR) scaled by mean(grey(gt)) / mean(grey(output)) (OpenCV BGR2GRAY), clipped to [0, 255], '
@@ -214,7 +214,9 @@ def metric_protocol(metric_opts, self_ensemble=False, report_input=True, extra=N
     for name, opt in (metric_opts or {}).items():
         opt = dict(opt)
         metric_type = opt.pop('type', None)
-        if metric_type in NO_REFERENCE_METRICS:
+        if metric_type == 'calculate_brightness_llie':
+            channels = 'grey' if opt.pop('convert_to', 'gray') == 'gray' else 'mean of RGB'
+        elif metric_type in NO_REFERENCE_METRICS:
             channels = 'grey' if opt.pop('convert_to', 'y') == 'gray' else 'Y (YCbCr)'
         else:
             channels = 'Y (YCbCr)' if opt.pop('test_y_channel', False) else 'RGB'

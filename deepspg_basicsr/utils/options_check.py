@@ -20,6 +20,7 @@ DATASET_KEYS = {
     'PairedLLIEDataset': (('dataroot_gt', 'dataroot_lq'), ('gt_size',)),
     'PairedImageDataset': (('dataroot_gt', 'dataroot_lq'), ('gt_size',)),
     'SingleImageDataset': (('dataroot_lq',), ()),
+    'UnpairedLLIEDataset': (('dataroot_lq',), ('crop_size',)),
 }
 #: Scheduler types BasicSR's models (and :class:`LLIEBaseModel`) build.
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR', 'CosineAnnealingRestartCyclicLR')
@@ -113,6 +114,13 @@ def _check_dataset(c, phase, dataset, is_train):
             c.need(dataset, key, f'{where}.{key}', int)
 
 
+def _zero_ref_problems(train):
+    """Paired-only losses configured for the zero-reference model (issue 11)."""
+    from ..models.deepspg_zeroref_model import paired_only_loss_problems
+
+    return paired_only_loss_problems(train)
+
+
 def find_option_problems(opt, is_train=True):
     """Every problem of a parsed option file, as a list of strings naming the keys.
 
@@ -166,6 +174,8 @@ def find_option_problems(opt, is_train=True):
             for key, value in train.items():
                 if key.endswith('_opt') and isinstance(value, dict) and 'type' in value:
                     c.registered(value, f'train.{key}', LOSS_REGISTRY, 'loss')
+            if model == 'DeepSPGZeroRefModel':
+                c.problems += _zero_ref_problems(train)
         logger = c.need(opt, 'logger', 'logger', dict)
         if logger is not None:
             c.need(logger, 'print_freq', 'logger.print_freq', (int, float))
