@@ -797,7 +797,8 @@ def section_memory(rep, args):
 
 
 # ---- training -------------------------------------------------------------------------------------
-def _loader(gt_size, batch):
+def _loader(gt_size, batch, root=DEMO_ROOT, generator=None):
+    """Endless training batches of the demo data under ``root`` (shuffled by ``generator``)."""
     from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
 
     dataset = PairedLLIEDataset(
@@ -805,15 +806,17 @@ def _loader(gt_size, batch):
             'name': 'bench',
             'type': 'PairedLLIEDataset',
             'phase': 'train',
-            'dataroot_gt': os.path.join(DEMO_ROOT, 'our485', 'high'),
-            'dataroot_lq': os.path.join(DEMO_ROOT, 'our485', 'low'),
+            'dataroot_gt': os.path.join(root, 'our485', 'high'),
+            'dataroot_lq': os.path.join(root, 'our485', 'low'),
             'io_backend': {'type': 'disk'},
             'gt_size': gt_size,
             'use_hflip': True,
             'use_rot': True,
         }
     )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
+    )
 
     def batches():
         while True:
@@ -1098,8 +1101,16 @@ def main():
     print('\n'.join(summary))
     rep.lines[targets_at:targets_at] = summary + [USAGE]
     if out:
+        text = '\n'.join(rep.lines) + '\n'
+        if os.path.isfile(out):  # keep the rows of scripts/cuda_check.py (between its markers)
+            from cuda_check import BEGIN, END
+
+            with open(out) as f:
+                old = f.read()
+            if BEGIN in old and END in old:
+                text += '\n' + BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + '\n'
         with open(out, 'w') as f:
-            f.write('\n'.join(rep.lines) + '\n')
+            f.write(text)
         print(f'written: {out}')
     if failed:
         sys.exit(f'sections failed: {failed}')

@@ -94,6 +94,8 @@ class DeepSPG(nn.Module):
             :class:`MultiLevelFusion` of the three decoder levels; both start as identities.
             ``forward`` then needs ``text_feats``. Off: no extra parameters. Default: False.
         text_dim (int): Width of the CLIP token embeddings (512 for ViT-B/16). Default: 512.
+        sem_spatial (bool): The SEM blocks' spatial path (:class:`SemanticEmbeddingModule`;
+            False: the published block, channel attention only). Default: True.
     """
 
     down_factor = 4
@@ -111,6 +113,7 @@ class DeepSPG(nn.Module):
         illum_floor=0.05,
         text_guidance=False,
         text_dim=512,
+        sem_spatial=True,
     ):
         super().__init__()
         if len(num_blocks) != 3 or len(num_heads) != 3:
@@ -135,7 +138,7 @@ class DeepSPG(nn.Module):
         if use_semantics:
             self.sems = nn.ModuleList(
                 [
-                    SemanticEmbeddingModule(w, cs, heads, ffn_expansion)
+                    SemanticEmbeddingModule(w, cs, heads, ffn_expansion, spatial=sem_spatial)
                     for w, cs, heads in zip(widths, sem_channels, num_heads)
                 ]
             )
