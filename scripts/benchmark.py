@@ -287,6 +287,15 @@ class Report:
         print(line, flush=True)
         self.lines.append(line)
 
+    def failure(self, what):
+        """The traceback of the exception being handled, as a markdown block titled ``what``."""
+        self(f'**{what} failed:**')
+        self()
+        self('```')
+        self(traceback.format_exc().rstrip())
+        self('```')
+        self()
+
     def table(self, header, rows):
         self('| ' + ' | '.join(header) + ' |')
         self('|' + '---|' * len(header))
@@ -1089,12 +1098,7 @@ def main():
             sections[name](rep, args)
         except Exception:  # report it and go on with the other sections; exit non-zero at the end
             failed.append(name)
-            rep(f'**Section `{name}` failed:**')
-            rep()
-            rep('```')
-            rep(traceback.format_exc().rstrip())
-            rep('```')
-            rep()
+            rep.failure(f'Section `{name}`')
         print(f'[{name}: {time.perf_counter() - t0:.0f} s]', flush=True)
     rep(f'Total run time {time.perf_counter() - start:.0f} s; load average at the end: {_load()} (1 / 5 / 15 min).')
     summary = targets(args)

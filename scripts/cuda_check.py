@@ -67,33 +67,35 @@ WHEELS = (
 )
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64')
 #: Full run (LOL-v1 settings, one CUDA GPU) and the dry run (CPU, tiny sizes, a few seconds each).
+FULL = {
+    'seg': 'HRNet-W48',
+    'clip': 'ViT-B-16',
+    'network': {},
+    'batch': 16,
+    'gt_size': 128,
+    'iters': 50,
+    'warmup': 5,
+    'breakdown': 5,
+    'sizes': [(400, 600), (1080, 1920)],
+    'repeats': 5,
+    'agree_size': (400, 600),
+}
 SETTINGS = {
-    'full': {
-        'seg': 'HRNet-W48',
-        'clip': 'ViT-B-16',
-        'network': {},
-        'batch': 16,
-        'gt_size': 128,
-        'iters': 50,
-        'warmup': 5,
-        'breakdown': 5,
-        'sizes': [(400, 600), (1080, 1920)],
-        'repeats': 5,
-        'agree_size': (400, 600),
-    },
-    'dry': {
-        'seg': 'HRNet-W18-small',
-        'clip': 'DeepSPG-CLIP-tiny',
-        'network': {'num_feat': 4, 'illum_feat': 4, 'num_blocks': [1, 1, 1]},
-        'batch': 2,
-        'gt_size': 32,
-        'iters': 1,
-        'warmup': 0,
-        'breakdown': 1,
-        'sizes': [(40, 60), (54, 96)],
-        'repeats': 1,
-        'agree_size': (40, 60),
-    },
+    'full': FULL,
+    'dry': dict(
+        FULL,
+        seg='HRNet-W18-small',
+        clip='DeepSPG-CLIP-tiny',
+        network={'num_feat': 4, 'illum_feat': 4, 'num_blocks': [1, 1, 1]},
+        batch=2,
+        gt_size=32,
+        iters=1,
+        warmup=0,
+        breakdown=1,
+        sizes=[(40, 60), (54, 96)],
+        repeats=1,
+        agree_size=(40, 60),
+    ),
 }
 AMPS = ('none', 'bf16', 'fp16')
 #: Share columns of the training table -> the ``train_breakdown`` steps they add up (a partition of
@@ -456,15 +458,8 @@ def run(args):
                 if not results[name]['ok']:
                     failed.append(name)
         except Exception:  # report it and go on; exit non-zero at the end
-            import traceback
-
             failed.append(name)
-            rep(f'**Step `{name}` failed:**')
-            rep()
-            rep('```')
-            rep(traceback.format_exc().rstrip())
-            rep('```')
-            rep()
+            rep.failure(f'Step `{name}`')
         print(f'[{name}: {time.perf_counter() - t0:.0f} s]', flush=True)
     rep(f'Total {time.perf_counter() - start:.0f} s.' + (f' Failed: {failed}.' if failed else ''))
     section = '\n'.join(rep.lines)
