@@ -287,6 +287,15 @@ class Report:
         print(line, flush=True)
         self.lines.append(line)
 
+    def failure(self, what):
+        """The traceback of the exception being handled, as a markdown block titled ``what``."""
+        self(f'**{what} failed:**')
+        self()
+        self('```')
+        self(traceback.format_exc().rstrip())
+        self('```')
+        self()
+
     def table(self, header, rows):
         self('| ' + ' | '.join(header) + ' |')
         self('|' + '---|' * len(header))
@@ -797,7 +806,8 @@ def section_memory(rep, args):
 
 
 # ---- training -------------------------------------------------------------------------------------
-def _loader(gt_size, batch):
+def _loader(gt_size, batch, root=DEMO_ROOT, generator=None):
+    """Endless training batches of the demo data under ``root`` (shuffled by ``generator``)."""
     from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
 
     dataset = PairedLLIEDataset(
@@ -805,15 +815,17 @@ def _loader(gt_size, batch):
             'name': 'bench',
             'type': 'PairedLLIEDataset',
             'phase': 'train',
-            'dataroot_gt': os.path.join(DEMO_ROOT, 'our485', 'high'),
-            'dataroot_lq': os.path.join(DEMO_ROOT, 'our485', 'low'),
+            'dataroot_gt': os.path.join(root, 'our485', 'high'),
+            'dataroot_lq': os.path.join(root, 'our485', 'low'),
             'io_backend': {'type': 'disk'},
             'gt_size': gt_size,
             'use_hflip': True,
             'use_rot': True,
         }
     )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
+    )
 
     def batches():
         while True:
@@ -1086,20 +1098,23 @@ def main():
             sections[name](rep, args)
         except Exception:  # report it and go on with the other sections; exit non-zero at the end
             failed.append(name)
-            rep(f'**Section `{name}` failed:**')
-            rep()
-            rep('```')
-            rep(traceback.format_exc().rstrip())
-            rep('```')
-            rep()
+            rep.failure(f'Section `{name}`')
         print(f'[{name}: {time.perf_counter() - t0:.0f} s]', flush=True)
     rep(f'Total run time {time.perf_counter() - start:.0f} s; load average at the end: {_load()} (1 / 5 / 15 min).')
     summary = targets(args)
     print('\n'.join(summary))
     rep.lines[targets_at:targets_at] = summary + [USAGE]
     if out:
+        text = '\n'.join(rep.lines) + '\n'
+        if os.path.isfile(out):  # keep the rows of scripts/cuda_check.py (between its markers)
+            from cuda_check import BEGIN, END
+
+            with open(out) as f:
+                old = f.read()
+            if BEGIN in old and END in old:
+                text += '\n' + BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + '\n'
         with open(out, 'w') as f:
-            f.write('\n'.join(rep.lines) + '\n')
+            f.write(text)
         print(f'written: {out}')
     if failed:
         sys.exit(f'sections failed: {failed}')

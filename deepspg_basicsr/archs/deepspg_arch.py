@@ -114,6 +114,8 @@ class DeepSPG(nn.Module):
             without border effect. ``'zeros'`` reproduces checkpoints trained before this option
             (same state-dict keys; their outputs change by a few grey levels near the edges with
             ``'replicate'``). Default: 'replicate'.
+        sem_spatial (bool): The SEM blocks' spatial path (:class:`SemanticEmbeddingModule`;
+            False: the published block, channel attention only). Default: True.
     """
 
     down_factor = 4
@@ -132,6 +134,7 @@ class DeepSPG(nn.Module):
         text_guidance=False,
         text_dim=512,
         padding_mode='replicate',
+        sem_spatial=True,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
@@ -158,7 +161,7 @@ class DeepSPG(nn.Module):
         if use_semantics:
             self.sems = nn.ModuleList(
                 [
-                    SemanticEmbeddingModule(w, cs, heads, ffn_expansion)
+                    SemanticEmbeddingModule(w, cs, heads, ffn_expansion, spatial=sem_spatial)
                     for w, cs, heads in zip(widths, sem_channels, num_heads)
                 ]
             )

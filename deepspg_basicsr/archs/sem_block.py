@@ -109,6 +109,18 @@ class SemanticEmbeddingModule(nn.Module):
       would re-scale the host network's features at every insertion point, so the block could
       not start as an identity and its effect would depend on the host's feature statistics.
 
+    One addition to the published block, the **spatial path** (``spatial=True``, the default):
+    after the attention, the projected semantic features ``s`` modulate the image features per
+    pixel, ``x * (1 + scale(s)) + shift(s)`` (a 1x1 convolution giving both, as SFT does with
+    segmentation maps). ``s`` is taken before the LayerNorm, which would divide out each pixel's
+    magnitude (measured: a lower training loss for the oracle without it). The published block
+    passes the semantics through the channel attention alone: its output at a pixel is a mix of
+    the image's own value channels there, with weights that are one (C/h x C/h) matrix per head
+    for the whole image, so what the prior says about a *place* cannot reach that place. Measured
+    (``scripts/semantic_proof.py``, ``docs/DEEPSPG.md``): without the spatial path, a prior run
+    on the ground truth (an oracle) did no better than no semantics at all. The modulation
+    starts at zero (an identity), whatever ``zero_init``.
+
     With ``zero_init=True`` the two output projections start at zero, so the module is an exact
     identity until trained: it can be inserted into a trained network without changing it.
 
@@ -119,9 +131,12 @@ class SemanticEmbeddingModule(nn.Module):
         ffn_expansion (float): Hidden width factor of the gated FFN. Default: 2.
         bias (bool): Convolution biases. Default: False.
         zero_init (bool): Start as an identity. Default: False.
+        spatial (bool): The spatial path (per-pixel modulation by the semantics). Default: True.
     """
 
-    def __init__(self, channels, sem_channels, num_heads=1, ffn_expansion=2.0, bias=False, zero_init=False):
+    def __init__(
+        self, channels, sem_channels, num_heads=1, ffn_expansion=2.0, bias=False, zero_init=False, spatial=True
+    ):
         super().__init__()
         self.sem_proj = nn.Conv2d(sem_channels, channels, 1, bias=bias)
         self.norm_img = LayerNorm2d(channels)
@@ -129,6 +144,11 @@ class SemanticEmbeddingModule(nn.Module):
         self.attn = SemanticAttention(channels, num_heads, bias)
         self.norm_ffn = LayerNorm2d(channels)
         self.ffn = GatedFeedForward(channels, ffn_expansion, bias)
+        self.spatial = spatial
+        if spatial:
+            self.modulation = nn.Conv2d(channels, channels * 2, 1)
+            nn.init.zeros_(self.modulation.weight)
+            nn.init.zeros_(self.modulation.bias)
         if zero_init:
             for conv in (self.attn.project_out, self.ffn.project_out):
                 nn.init.zeros_(conv.weight)
@@ -149,4 +169,7 @@ class SemanticEmbeddingModule(nn.Module):
             sem = F.interpolate(sem, size=x.shape[-2:], mode='bilinear', align_corners=False)
         sem = self.sem_proj(sem.to(x.dtype))
         x = x + self.attn(self.norm_img(x), self.norm_sem(sem))
+        if self.spatial:
+            scale, shift = self.modulation(sem).chunk(2, dim=1)
+            x = x * (1 + scale) + shift
         return x + self.ffn(self.norm_ffn(x))

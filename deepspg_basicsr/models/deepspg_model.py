@@ -18,6 +18,8 @@ from .llie_base_model import LLIEBaseModel
 LOSS_KEYS = {'pixel_opt': 'cri_pix', 'edge_opt': 'cri_edge', 'semantic_opt': 'cri_sem', 'clip_opt': 'cri_clip'}
 #: Default ``prior.guidance_prompt`` of text guidance.
 DEFAULT_GUIDANCE_PROMPT = 'a well-lit photo with natural colours and clear details'
+#: Values of ``prior.source``: what the segmentation prior sees for the SEM features in training.
+PRIOR_SOURCES = ('input', 'gt', 'shuffled')
 
 
 @MODEL_REGISTRY.register()
@@ -37,7 +39,13 @@ class DeepSPGModel(LLIEBaseModel):
       resized by this factor, default 1.0), ``c2f_seg_scale`` (the same for the coarse-to-fine
       pass only, default ``seg_scale``), ``clip_model``, ``clip_pretrained``,
       ``clip_quick_gelu``, ``allow_unsafe_checkpoint``, ``guidance_prompt`` (the sentence whose
-      CLIP token embeddings condition a network with ``text_guidance``; computed once and cached).
+      CLIP token embeddings condition a network with ``text_guidance``; computed once and cached),
+      ``source`` (what the prior sees for the SEM features in *training*, an ablation for research:
+      ``input``, the default and the deployable setting; ``gt``, the oracle, the ground truth;
+      ``shuffled``, the control, the ground truth of another image of the batch, rolled by one.
+      With ``gt`` / ``shuffled`` both passes use those features (no C2F prior pass). Validation
+      and testing always run the prior on the input; ``scripts/semantic_proof.py`` evaluates
+      with the oracle's features explicitly. See ``docs/DEEPSPG.md``).
     * ``perf``: speed options ``amp`` (none | bf16 | fp16), ``channels_last`` (bool or a list of
       ``enhancer`` / ``prior``), ``compile`` (bool or torch.compile kwargs); all off by default, see
       :mod:`deepspg_basicsr.utils.perf` and ``docs/BENCHMARKS.md``.
@@ -196,6 +204,12 @@ class DeepSPGModel(LLIEBaseModel):
         if all(getattr(self, attr) is None for attr in self.loss_keys.values()):
             raise ValueError(f'no loss configured: set at least one of train.{", ".join(self.loss_keys)}')
         self._build_priors()
+        if self.prior_source != 'input':
+            get_root_logger().warning(
+                f'prior.source {self.prior_source!r}: ABLATION, the SEM features come from the ground truth '
+                f'({"of another image of the batch" if self.prior_source == "shuffled" else "the oracle"}) '
+                'in training; validation runs the prior on the input'
+            )
         self.setup_optimizers()
         self.setup_schedulers()
 
@@ -221,9 +235,38 @@ class DeepSPGModel(LLIEBaseModel):
             losses['l_clip'] = self.cri_clip(image_features, self.clip_prior.text_features)
         return sum(losses.values()), losses
 
+    @property
+    def prior_source(self):
+        """``prior.source`` (see the class docstring), checked."""
+        source = (self.opt.get('prior') or {}).get('source', 'input')
+        if source not in PRIOR_SOURCES:
+            raise ValueError(f'prior.source must be one of {list(PRIOR_SOURCES)}, got {source!r}')
+        if source != 'input' and not getattr(self.bare_net, 'use_semantics', False):
+            raise ValueError(f'prior.source {source!r} needs network_g.use_semantics: true (SEM is what it feeds)')
+        return source
+
+    def source_features(self, source=None):
+        """SEM features of ``self.gt`` (``gt``) or of ``self.gt`` rolled by one along the batch
+        (``shuffled``); None for ``input`` (:meth:`enhance` then runs the prior on the input).
+
+        Args:
+            source (str | None): One of :data:`PRIOR_SOURCES`; None: ``prior.source``.
+        """
+        source = source or self.prior_source
+        if source == 'input':
+            return None
+        if getattr(self, 'gt', None) is None:
+            raise ValueError(f'prior.source {source!r} needs the ground truth (a paired data set)')
+        if source == 'gt':
+            return self.sem_features(self.gt)
+        if self.gt.shape[0] < 2:
+            raise ValueError("prior.source 'shuffled' needs batches of at least 2 images (batch_size_per_gpu)")
+        return self.sem_features(torch.roll(self.gt, 1, dims=0))
+
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self.enhance(self.net_g, self.lq)
+        feats = self.source_features()
+        self.output = self.enhance(self.net_g, self.lq, sem_feats=feats, c2f=feats is None)
         l_total, losses = self.compute_losses(self.output, self.gt)
         self.backward_and_step(l_total, losses, current_iter)
 

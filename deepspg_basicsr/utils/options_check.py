@@ -186,6 +186,11 @@ def find_option_problems(opt, is_train=True):
     if isinstance(val, dict) and isinstance(val.get('metrics'), dict):
         for name, metric in val['metrics'].items():
             c.registered(metric, f'val.metrics.{name}', METRIC_REGISTRY, 'metric')
+    prior = opt.get('prior')
+    if isinstance(prior, dict) and prior.get('source') is not None:
+        from ..models.deepspg_model import PRIOR_SOURCES
+
+        c.choice(prior['source'], PRIOR_SOURCES, 'prior.source')
     dist_params = opt.get('dist_params')
     if isinstance(dist_params, dict) and 'backend' in dist_params:
         c.choice(dist_params['backend'], DIST_BACKENDS, 'dist_params.backend')
