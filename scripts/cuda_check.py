@@ -325,7 +325,7 @@ def run_agreement(rep, s, device):
     x = test_image(h, w)
     xd = x.to(device)
     results, rows = {}, []
-    modes = [('fp32, TF32 off', False), ('fp32, TF32 on (torch default for convolutions)', True)]
+    modes = [('fp32, TF32 off', False), ('fp32, TF32 on (convolutions and matmuls)', True)]
     if device.type != 'cuda':
         modes = modes[:1]
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
@@ -352,7 +352,7 @@ def run_agreement(rep, s, device):
                 results[label] = r
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    rep(f'### {device.type.upper()} vs CPU, same random weights, a {w}x{h} demo test image')
+    rep(f'### {device.type.upper()} vs CPU, same random weights, a {w}x{h} dim input (`benchmark.test_image`)')
     rep()
     for what in next(iter(results.values())):
         cells = []
