@@ -13,14 +13,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SITE=${DEEPSPG_SITE:-/tmp/deepspg_site}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-if ! "$PY" -c 'import basicsr, mmseg, mmengine, open_clip, lmdb' >/dev/null 2>&1; then
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# deepspg_basicsr first: its compat shims make basicsr importable on new torchvision
+if ! "$PY" -c 'import deepspg_basicsr, basicsr, mmseg, mmengine, open_clip, lmdb' >/dev/null 2>&1; then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
     echo "cuda_check.sh: the project's dependencies do not import and there is no .whl/ folder;" >&2
     echo "  run 'python scripts/cuda_check.py prepare' where pip works and carry .whl/ along" >&2
     exit 2
   fi
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
-  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$PWD:$SITE${PYTHONPATH#"$PWD"}"
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" scripts/cuda_check.py run "$@"

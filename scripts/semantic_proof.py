@@ -229,6 +229,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=200, help='training iterations per variant (default 200)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
     parser.add_argument('--all-losses', action='store_true', help="keep the demo's semantic KL and CLIP losses")
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='only these variants')
     parser.add_argument(
@@ -245,7 +246,9 @@ def main():
 
     logging.getLogger('basicsr').setLevel(logging.ERROR)  # the random-weight warnings are expected here
     args.command = 'python ' + shlex.join(['scripts/semantic_proof.py'] + sys.argv[1:])
-    network = {'sem_spatial': False} if args.published_sem else None
+    network = {'sem_spatial': False} if args.published_sem else {}
+    if args.num_feat:
+        network.update(num_feat=args.num_feat, illum_feat=args.num_feat)
     results = run_proof(args.root, args.iters, args.seed, args.all_losses, network, args.variants)
     report(Report(), results, args)
     if args.json:

@@ -115,6 +115,7 @@ def test_repo_basicsr_folder_never_shadows_the_package():
     assert str(REPO / 'basicsr') not in out.stdout
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_priors_on_cuda_match_cpu():
     from deepspg_basicsr.priors import CLIPPrior, SegmentationPrior
