@@ -256,7 +256,7 @@ BAD_OPTIONS = {
         lambda o: o['datasets']['train'].pop('dataroot_gt'),
         ['missing key `datasets.train.dataroot_gt`'],
     ),
-    'misspelt_model': (lambda o: o.__setitem__('model_type', 'DeepSPGmodel'), ["did you mean 'DeepSPGModel'?"]),
+    'misspelt_model': (lambda o: o.__setitem__('model_type', 'DeepSPGmodel'), ["did you mean 'DeepSPGModel'"]),
     'misspelt_loss': (
         lambda o: o['train']['pixel_opt'].__setitem__('type', 'SPGPixelLos'),
         ["`train.pixel_opt.type`: no loss named 'SPGPixelLos' is registered (did you mean 'SPGPixelLoss'"],

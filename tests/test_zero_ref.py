@@ -34,9 +34,10 @@ from training_runs import kill_when_logged, launch, logged_losses, make_pairs, r
 
 ZERO_REF_LOSSES = {
     'exposure_opt': {'type': 'SPGExposureLoss', 'loss_weight': 10.0, 'patch_size': 8, 'target_level': 0.45},
-    'color_opt': {'type': 'SPGColorConstancyLoss', 'loss_weight': 0.5},
+    'color_opt': {'type': 'SPGColorConstancyLoss', 'loss_weight': 5.0, 'reference': 'input'},
     'spatial_opt': {'type': 'SPGSpatialConsistencyLoss', 'loss_weight': 5.0, 'scale_invariant': True},
     'illum_opt': {'type': 'SPGIllumSmoothnessLoss', 'loss_weight': 100.0},
+    'output_smooth_opt': {'type': 'SPGIllumSmoothnessLoss', 'loss_weight': 1.0, 'power': 1},
     'semantic_opt': {'type': 'SemanticConsistencyLoss', 'loss_weight': 0.1},
     'clip_opt': {'type': 'CLIPMultimodalLoss', 'loss_weight': 0.1},
 }
@@ -96,6 +97,16 @@ def test_color_constancy_loss_against_hand_computation():
     assert per_image.tolist() == pytest.approx([expected0, expected1], rel=1e-5)
     assert SPGColorConstancyLoss(loss_weight=2.0)(x).item() == pytest.approx(expected0 + expected1, rel=1e-5)
     assert SPGColorConstancyLoss(reduction='sum')(x).item() == pytest.approx(expected0 + expected1, rel=1e-5)
+    # reference 'input': chromaticities J^p / mean(J) of output and input
+    inp = torch.empty(1, 3, 2, 2)
+    inp[0, 0], inp[0, 1], inp[0, 2] = 0.02, 0.04, 0.06  # chromaticity (0.5, 1, 1.5)
+    rel = SPGColorConstancyLoss(reference='input')
+    assert rel(x[:1], inp).item() == pytest.approx(
+        (0.2 / (1.3 / 3) - 0.5) ** 2 + (0.4 / (1.3 / 3) - 1) ** 2 + (0.7 / (1.3 / 3) - 1.5) ** 2, rel=1e-5
+    )
+    assert rel(5 * inp, inp).item() == pytest.approx(0.0, abs=1e-10)  # brightening keeps the balance
+    with pytest.raises(ValueError, match='needs the input'):
+        rel(x)
 
 
 def _spatial_by_hand(y, i):
@@ -178,6 +189,8 @@ def test_bad_loss_options_are_refused():
         SPGExposureLoss(distance='l3')
     with pytest.raises(ValueError, match='power'):
         SPGIllumSmoothnessLoss(power=3)
+    with pytest.raises(ValueError, match='reference'):
+        SPGColorConstancyLoss(reference='white')
 
 
 def test_brightness_metric():
@@ -302,7 +315,7 @@ def test_trains_without_gt_and_never_reads_it():
             model.feed_data(batch)
             model.optimize_parameters(it)
             logs.append(model.get_current_log())
-        assert set(logs[0]) == {'l_exp', 'l_col', 'l_spa', 'l_illum', 'l_sem', 'l_clip'}
+        assert set(logs[0]) == {'l_exp', 'l_col', 'l_spa', 'l_illum', 'l_smooth', 'l_sem', 'l_clip'}
         assert all(math.isfinite(v) for log in logs for v in log.values())
         assert any(not torch.equal(v, before[k]) for k, v in model.net_g.state_dict().items())
         assert all(torch.equal(v, seg_before[k]) for k, v in model.seg_prior.state_dict().items())
@@ -325,9 +338,10 @@ def test_logged_losses_match_the_loss_modules():
     out, illum = res['out'], res['illumination']
     expected = {
         'l_exp': SPGExposureLoss(10.0, patch_size=8, target_level=0.45)(out),
-        'l_col': SPGColorConstancyLoss(0.5)(out),
+        'l_col': SPGColorConstancyLoss(5.0, reference='input')(out, lq),
         'l_spa': SPGSpatialConsistencyLoss(5.0, scale_invariant=True)(out, lq),
         'l_illum': SPGIllumSmoothnessLoss(100.0)(illum),
+        'l_smooth': SPGIllumSmoothnessLoss(1.0, power=1)(out),
     }
     assert logs == pytest.approx({k: v.item() for k, v in expected.items()}, rel=1e-5)
 
@@ -420,7 +434,7 @@ def test_sigkill_then_auto_resume_continues_exactly(tmp_path):
 
     text = kill_when_logged(tmp_path, opt_file, 7)
     before = logged_losses(text)
-    assert 7 in before and set(before[7]) == {'l_exp', 'l_col', 'l_spa', 'l_illum', 'l_sem'}, text[-3000:]
+    assert 7 in before and set(before[7]) == {'l_exp', 'l_col', 'l_spa', 'l_illum', 'l_smooth', 'l_sem'}, text[-3000:]
     assert sorted(int(p.stem) for p in states.glob('*.state')) == [4]
 
     resumed = launch(tmp_path, opt_file, '--auto_resume', '--force_yml', 'train:total_iter=8')

@@ -10,6 +10,7 @@ ZERO_REF_LOSS_KEYS = {
     'color_opt': 'cri_col',
     'spatial_opt': 'cri_spa',
     'illum_opt': 'cri_illum',
+    'output_smooth_opt': 'cri_out_smooth',
     'semantic_opt': 'cri_sem',
     'clip_opt': 'cri_clip',
 }
@@ -65,6 +66,9 @@ class DeepSPGZeroRefModel(DeepSPGModel):
       output vs input.
     * ``illum_opt`` (``l_illum``): :class:`~deepspg_basicsr.losses.SPGIllumSmoothnessLoss` on the
       network's ``illumination`` (a network whose forward takes ``return_aux``, e.g. DeepSPG).
+    * ``output_smooth_opt`` (``l_smooth``): :class:`~deepspg_basicsr.losses.SPGIllumSmoothnessLoss`
+      on the *output* (``power: 1``: anisotropic total variation), a denoising prior: brightening
+      a dark photo amplifies its noise, and nothing else here removes it.
     * ``semantic_opt`` (``l_sem``): :class:`~deepspg_basicsr.losses.SemanticConsistencyLoss`,
       KL(seg(input) || seg(output)) through the frozen segmentation prior.
     * ``clip_opt`` (``l_clip``): :class:`~deepspg_basicsr.losses.CLIPMultimodalLoss`, unchanged.
@@ -114,7 +118,7 @@ class DeepSPGZeroRefModel(DeepSPGModel):
                 target = self.ref.mean()
             losses['l_exp'] = self.cri_exp(output, target)
         if self.cri_col is not None:
-            losses['l_col'] = self.cri_col(output)
+            losses['l_col'] = self.cri_col(output, lq)
         if self.cri_spa is not None:
             losses['l_spa'] = self.cri_spa(output, lq)
         if self.cri_illum is not None:
@@ -124,6 +128,8 @@ class DeepSPGZeroRefModel(DeepSPGModel):
                     'does not return'
                 )
             losses['l_illum'] = self.cri_illum(illumination)
+        if self.cri_out_smooth is not None:
+            losses['l_smooth'] = self.cri_out_smooth(output)
         return sum(losses.values()), losses
 
     def optimize_parameters(self, current_iter):
