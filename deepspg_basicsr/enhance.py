@@ -191,6 +191,18 @@ def build_enhancer(args, device):
     return model
 
 
+def build_ort_enhancer(args):
+    """The ONNX Runtime backend (:class:`~deepspg_basicsr.deploy.OrtEnhancer`) for ``--onnx``;
+    options that need the PyTorch model are refused by name."""
+    from .deploy.ort_backend import OrtEnhancer
+
+    flags = (('--half', args.half), ('--save-seg', args.save_seg), ('--prior-global', args.prior_global))
+    refused = [flag for flag, on in flags if on]
+    if refused:
+        raise EnhanceError(f'{", ".join(refused)}: not available with --backend onnxruntime (use --backend torch)')
+    return OrtEnhancer(args.onnx, threads=args.threads, device=args.device)
+
+
 # ---- enhancement -------------------------------------------------------------------------------
 def _downscale(x, max_side):
     """``x`` (B, C, H, W) resized (antialiased bilinear) so that its longer side is at most ``max_side``."""
@@ -250,6 +262,8 @@ def enhance_tensor(
         dict[str, Tensor]: ``out`` (1, 3, H, W) clamped to [0, 1], and with ``maps``
         ``illumination`` and ``reflectance`` (1, 3, H, W), float32 on the CPU.
     """
+    if hasattr(model, 'enhance_tensor'):  # another backend (deploy.OrtEnhancer)
+        return model.enhance_tensor(x, tile=tile, overlap=overlap, self_ens=self_ens, maps=maps)
     device = device or model.device
     net = model.get_bare_model(model.net_g)
     dtype = next(net.parameters()).dtype
@@ -406,7 +420,16 @@ def parse_args(argv=None):
     )
     parser.add_argument('--save-seg', action='store_true', help='also write seg/<name>.png: segmentation overlay')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument(
+        '--backend', default='torch', choices=['torch', 'onnxruntime'], help='torch (default) or onnxruntime'
+    )
+    parser.add_argument('--onnx', help='with --backend onnxruntime: the model written by deepspg-export')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads (torch / onnxruntime); 0: default')
     args = parser.parse_args(argv)
+    if (args.backend == 'onnxruntime') != bool(args.onnx):
+        parser.error('--backend onnxruntime and --onnx FILE go together')
+    if args.threads < 0:
+        parser.error('--threads must be >= 0')
     if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
         parser.error('need --tile >= 0, --overlap >= 0 and --overlap < --tile')
     if args.prior_size < 16:
@@ -437,13 +460,15 @@ def main(argv=None):
         files, failures = collect_inputs(args.inputs)
         if not files:
             raise EnhanceError('no input images: ' + '; '.join(f'{p}: {m}' for p, m in failures))
-        model = build_enhancer(args, device)
-        net = model.get_bare_model(model.net_g)
+        if args.threads and args.backend == 'torch':
+            torch.set_num_threads(args.threads)
+        model = build_ort_enhancer(args) if args.backend == 'onnxruntime' else build_enhancer(args, device)
+        net = model.get_bare_model(model.net_g) if args.backend == 'torch' else None
         if args.save_seg and model.seg_prior is None:
             raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
-        if args.save_maps and not hasattr(net, 'illumination'):
+        if args.save_maps and net is not None and not hasattr(net, 'illumination'):
             raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
-        align = int(getattr(net, 'down_factor', 1))
+        align = int(getattr(net, 'down_factor', 1)) if net is not None else model.align
         if args.tile and args.tile // align * align - args.overlap < align:
             raise EnhanceError(
                 f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '

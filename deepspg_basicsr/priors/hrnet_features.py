@@ -37,6 +37,20 @@ def _transition(transitions, y_list, num_branches):
     return out
 
 
+def _upsample_path(layers, t):
+    """A fuse path to a finer branch (conv, BN, MMSegmentation ``Upsample`` by ``2^k``), with the
+    upsampled size computed as ``size * 2^k`` in tensor shapes: the ``Upsample`` module computes
+    it with ``int()``, which a graph export (``torch.export``, ONNX) bakes in as a constant."""
+    for layer in layers:
+        factor = getattr(layer, 'scale_factor', None)
+        if not getattr(layer, 'size', None) and isinstance(factor, (int, float)) and float(factor).is_integer():
+            size = (t.shape[-2] * int(factor), t.shape[-1] * int(factor))
+            t = nn.functional.interpolate(t, size=size, mode=layer.mode, align_corners=layer.align_corners)
+        else:
+            t = layer(t)
+    return t
+
+
 def _fuse(module, x, i):
     """Output ``i`` of an HRModule's fuse from its processed branches ``x`` (terms summed in branch
     order, as the full forward sums them: the same rounding)."""
@@ -45,7 +59,7 @@ def _fuse(module, x, i):
         if j == i:
             term = x[j]
         elif j > i:
-            up = module.fuse_layers[i][j](x[j])
+            up = _upsample_path(module.fuse_layers[i][j], x[j])
             term = nn.functional.interpolate(up, size=x[i].shape[2:], mode='bilinear', align_corners=False)
         else:
             term = module.fuse_layers[i][j](x[j])
