@@ -215,6 +215,13 @@ def parse_args(argv=None):
     parser.add_argument('--export-size', type=int, default=64, help='side of the example input (default 64)')
     parser.add_argument('--no-fold-bn', action='store_true', help="keep the prior's BatchNorms as separate nodes")
     parser.add_argument('--verify', action='store_true', help='run the model with ONNX Runtime against PyTorch')
+    parser.add_argument(
+        '--int8-calibration',
+        metavar='FOLDER',
+        help='also write <output stem>.int8.onnx: static int8 (QDQ) quantisation calibrated on these images '
+        '(changes the output, see docs/BENCHMARKS.md)',
+    )
+    parser.add_argument('--calibration-size', type=int, nargs=2, default=[200, 300], metavar=('H', 'W'))
     args = parser.parse_args(argv)
     if args.export_size < MIN_SIZE:
         parser.error(f'--export-size must be at least {MIN_SIZE}')
@@ -252,6 +259,17 @@ def main(argv=None):
         names = export_model(module, inputs, args.output, args.opset)
         record = metadata(args, opt, model, module, names)
         write_metadata(args.output, record)
+        if args.int8_calibration:
+            if record['kind'] != 'pipeline':
+                raise ExportError('--int8-calibration needs the whole pipeline (not --enhancer-only)')
+            from .deploy.quantize import calibration_images, quantize_int8
+
+            int8 = os.path.splitext(args.output)[0] + '.int8.onnx'
+            images = calibration_images(args.int8_calibration, tuple(args.calibration_size))
+            quantize_int8(args.output, int8, images)
+            quantized = {'int8_static_qdq': True, 'calibration': os.path.abspath(args.int8_calibration)}
+            write_metadata(int8, dict(record, quantized=quantized))
+            print(f'deepspg-export: wrote {int8} (int8, calibrated on {len(images)} images)')
     except Exception as err:
         print(f'deepspg-export: error: {err}', file=sys.stderr)
         return 2

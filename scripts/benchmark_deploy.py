@@ -37,6 +37,7 @@ import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 # isort: split
 from deepspg_basicsr.deploy.ort_backend import OrtSession
 from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
+from deepspg_basicsr.deploy.quantize import quantize_int8
 from deepspg_basicsr.export import export_model
 from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
 
@@ -155,33 +156,9 @@ def build_configs(args, work):
 
 
 def quantize(src, dst, calib):
-    """Static int8 quantisation (QDQ, per-channel weights, every Conv) calibrated on the demo images."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    images = next(iter(calib.values()))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{'lq': x.numpy()} for x in images])
-
-        def get_next(self):
-            return next(self.items, None)
-
+    """Static int8 quantisation (:func:`~deepspg_basicsr.deploy.quantize.quantize_int8`) on the demo images."""
     t0 = time.perf_counter()
-    pre = dst + '.pre.onnx'
-    quant_pre_process(src, pre, skip_symbolic_shape=True)
-    quantize_static(
-        pre,
-        dst,
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=['Conv'],
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-    os.remove(pre)
+    quantize_int8(src, dst, next(iter(calib.values())))
     print(f'quantised {dst} in {time.perf_counter() - t0:.0f} s', flush=True)
 
 
