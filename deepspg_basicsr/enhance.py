@@ -5,6 +5,7 @@ Usage::
     deepspg-enhance photos/ -opt options/test_DeepSPG_LOLv1.yml --output enhanced/
     deepspg-enhance 'photos/*.jpg' img.png -opt options/test_DeepSPG_LOLv1.yml --weights net_g.pth \\
         --output enhanced/ --tile 512 --overlap 64 --device cuda --half
+    deepspg-enhance photos/ --backend onnxruntime --onnx deepspg.onnx --output enhanced/ --threads 2
     python -m deepspg_basicsr.enhance ...
 
 Inputs are files, folders (their image files, not recursive) and glob patterns. Each result is
@@ -24,6 +25,10 @@ local to the tile (default), or, with ``--prior-global``, the prior runs once on
 downscaled to ``--prior-size`` and each tile gets the matching crop of those features (both C2F
 passes; each pass is then a tiled pass over the whole image). See docs/EVALUATION.md for the
 memory bound and measured differences.
+
+``--backend onnxruntime --onnx FILE`` runs a model written by ``deepspg-export`` instead
+(:class:`deepspg_basicsr.deploy.OrtEnhancer`; docs/DEPLOY.md): same inputs, outputs, tiles,
+self-ensemble and maps; ``--half``, ``--save-seg`` and ``--prior-global`` need the torch backend.
 """
 
 import argparse
