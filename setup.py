@@ -59,8 +59,11 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    'test': ['pytest>=7', 'hypothesis>=6', 'ruff>=0.5', 'fvcore'],
-    'bench': ['fvcore', 'psutil'],
+    'test': ['pytest>=7', 'hypothesis>=6', 'ruff>=0.5', 'fvcore', 'onnx', 'onnxruntime', 'onnxscript'],
+    'bench': ['fvcore', 'psutil', 'matplotlib'],
+    # deepspg-export (torch.onnx.export with dynamo=True needs onnxscript) and --backend onnxruntime;
+    # use onnxruntime-gpu instead of onnxruntime for CUDA.
+    'deploy': ['onnx', 'onnxruntime', 'onnxscript'],
 }
 
 setup(
@@ -80,6 +83,7 @@ setup(
             'deepspg-train=deepspg_basicsr.train:main',
             'deepspg-test=deepspg_basicsr.test:main',
             'deepspg-enhance=deepspg_basicsr.enhance:main',
+            'deepspg-export=deepspg_basicsr.export:main',
         ]
     },
     classifiers=[

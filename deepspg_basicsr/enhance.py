@@ -5,6 +5,7 @@ Usage::
     deepspg-enhance photos/ -opt options/test_DeepSPG_LOLv1.yml --output enhanced/
     deepspg-enhance 'photos/*.jpg' img.png -opt options/test_DeepSPG_LOLv1.yml --weights net_g.pth \\
         --output enhanced/ --tile 512 --overlap 64 --device cuda --half
+    deepspg-enhance photos/ --backend onnxruntime --onnx deepspg.onnx --output enhanced/ --threads 2
     python -m deepspg_basicsr.enhance ...
 
 Inputs are files, folders (their image files, not recursive) and glob patterns. Each result is
@@ -30,6 +31,10 @@ local to the tile (default), or, with ``--prior-global``, the prior runs once on
 downscaled to ``--prior-size`` and each tile gets the matching crop of those features (both C2F
 passes; each pass is then a tiled pass over the whole image). See docs/EVALUATION.md for the
 memory bound and measured differences.
+
+``--backend onnxruntime --onnx FILE`` runs a model written by ``deepspg-export`` instead
+(:class:`deepspg_basicsr.deploy.OrtEnhancer`; docs/DEPLOY.md): same inputs, outputs, tiles,
+self-ensemble and maps; ``--half``, ``--save-seg`` and ``--prior-global`` need the torch backend.
 """
 
 import argparse
@@ -260,6 +265,18 @@ def build_enhancer(args, device):
     return model
 
 
+def build_ort_enhancer(args):
+    """The ONNX Runtime backend (:class:`~deepspg_basicsr.deploy.OrtEnhancer`) for ``--onnx``;
+    options that need the PyTorch model are refused by name."""
+    from .deploy.ort_backend import OrtEnhancer
+
+    flags = (('--half', args.half), ('--save-seg', args.save_seg), ('--prior-global', args.prior_global))
+    refused = [flag for flag, on in flags if on]
+    if refused:
+        raise EnhanceError(f'{", ".join(refused)}: not available with --backend onnxruntime (use --backend torch)')
+    return OrtEnhancer(args.onnx, threads=args.threads, device=args.device)
+
+
 # ---- enhancement -------------------------------------------------------------------------------
 def _downscale(x, max_side):
     """``x`` (B, C, H, W) resized (antialiased bilinear) so that its longer side is at most ``max_side``."""
@@ -319,6 +336,8 @@ def enhance_tensor(
         dict[str, Tensor]: ``out`` (1, 3, H, W) clamped to [0, 1], and with ``maps``
         ``illumination`` and ``reflectance`` (1, 3, H, W), float32 on the CPU.
     """
+    if hasattr(model, 'enhance_tensor'):  # another backend (deploy.OrtEnhancer)
+        return model.enhance_tensor(x, tile=tile, overlap=overlap, self_ens=self_ens, maps=maps)
     device = device or model.device
     net = model.get_bare_model(model.net_g)
     dtype = next(net.parameters()).dtype
@@ -479,7 +498,16 @@ def parse_args(argv=None):
     parser.add_argument(
         '--overwrite', action='store_true', help='replace existing results in --output (default: refuse)'
     )
+    parser.add_argument(
+        '--backend', default='torch', choices=['torch', 'onnxruntime'], help='torch (default) or onnxruntime'
+    )
+    parser.add_argument('--onnx', help='with --backend onnxruntime: the model written by deepspg-export')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads (torch / onnxruntime); 0: default')
     args = parser.parse_args(argv)
+    if (args.backend == 'onnxruntime') != bool(args.onnx):
+        parser.error('--backend onnxruntime and --onnx FILE go together')
+    if args.threads < 0:
+        parser.error('--threads must be >= 0')
     args.overlap_is_default = args.overlap is None
     if args.overlap_is_default:
         args.overlap = OVERLAP_DEFAULT
@@ -520,13 +548,15 @@ def main(argv=None):
         failures += clashes
         stems = picture_stems(files)
         check_output_folder(files, args, stems)
-        model = build_enhancer(args, device)
-        net = model.get_bare_model(model.net_g)
+        if args.threads and args.backend == 'torch':
+            torch.set_num_threads(args.threads)
+        model = build_ort_enhancer(args) if args.backend == 'onnxruntime' else build_enhancer(args, device)
+        net = model.get_bare_model(model.net_g) if args.backend == 'torch' else None
         if args.save_seg and model.seg_prior is None:
             raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
-        if args.save_maps and not hasattr(net, 'illumination'):
+        if args.save_maps and net is not None and not hasattr(net, 'illumination'):
             raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
-        align = int(getattr(net, 'down_factor', 1))
+        align = int(getattr(net, 'down_factor', 1)) if net is not None else model.align
         if args.tile and args.tile // align * align - args.overlap < align:
             default = ' (the default)' if getattr(args, 'overlap_is_default', False) else ''
             raise EnhanceError(

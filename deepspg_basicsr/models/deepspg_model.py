@@ -139,8 +139,7 @@ class DeepSPGModel(LLIEBaseModel):
             if scale != 1.0:
                 x = F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False, antialias=scale < 1)
             x = to_channels_last(x, 'prior' in self.perf['channels_last'])
-            feats = self.seg_prior(x, return_logits=False)['feats']
-        return [feats[b] for b in self.seg_branches]
+            return self.seg_prior(x, return_logits=False, branches=self.seg_branches)['feats']
 
     def c2f_features(self, x):
         """Semantic features for the coarse-to-fine pass: :meth:`sem_features` at

@@ -15,6 +15,7 @@ from ..utils.checkpoint import (
     load_checkpoint_file,
     load_state_dict_strict,
 )
+from .hrnet_features import hrnet_branches, is_mmseg_hrnet
 
 logger = logging.getLogger('basicsr')
 
@@ -156,18 +157,26 @@ class SegmentationPrior(nn.Module):
     def normalize(self, x):
         return (x - self.mean) / self.std
 
-    def forward(self, x, return_logits=True):
+    def forward(self, x, return_logits=True, branches=None):
         """Run the prior.
 
         Args:
             x (Tensor): RGB images in [0, 1], shape (B, 3, H, W), any H and W.
             return_logits (bool): Also run the decode head. Default: True.
+            branches (list[int] | None): Without logits, compute only these backbone branches
+                (HRNet: the last fuse skips the others, :func:`~.hrnet_features.hrnet_branches`;
+                same values) and return them in this order. None: ``out_branches``.
 
         Returns:
             dict: ``feats``: list of the selected backbone outputs, branch ``i`` of shape
             (B, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))); ``logits``: (B, num_classes, H/4, W/4)
             class scores at the first branch's resolution (only with ``return_logits``).
         """
+        if branches is not None and not return_logits:
+            if is_mmseg_hrnet(self.backbone):
+                return {'feats': hrnet_branches(self.backbone, self.normalize(x), list(branches))}
+            feats = self.backbone(self.normalize(x))
+            return {'feats': [feats[b] for b in branches]}
         feats = self.backbone(self.normalize(x))
         out = {'feats': [feats[b] for b in self.out_branches]}
         if return_logits:

@@ -1,0 +1,319 @@
+"""Benchmark the deployable pipeline: torch eager, output-preserving improvements, ONNX Runtime, levers.
+
+Not a test: it measures and prints a Markdown section (``--out FILE`` writes it; the section
+"Deployment: whole pipeline, ONNX Runtime and the output-changing levers" of
+``docs/BENCHMARKS.md`` is its output) and draws latency against output change
+(``--plot``, default ``docs/figures/deploy_latency_vs_change.png``).
+
+Every configuration runs the whole inference pipeline (prior on the input, enhancer, prior on
+the coarse result, decoder: ``DeepSPGModel.test``) on the demo test images resized to each size,
+timed interleaved (round-robin, one warm-up each), medians; every latency is given as a ratio
+to one fp32 torch HRNet forward (backbone + FCN head, NCHW) timed in the same rounds. The output
+change of each configuration is measured against the fp32 torch default output on the same
+images: max / mean absolute difference and PSNR of the clamped outputs. **The networks have
+random weights** (nothing is downloaded): the prior's features and so the output changes are
+those of a random HRNet, not of the ADE20K one; latencies do not depend on the weights.
+
+Usage::
+
+    python scripts/benchmark_deploy.py --out /tmp/deploy.md          # HRNet-W48, 600x400 and 1920x1080
+    python scripts/benchmark_deploy.py --quick                        # HRNet-W18-small, small sizes
+"""
+
+import argparse
+import copy
+import datetime
+import glob
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+
+import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
+
+# isort: split
+from deepspg_basicsr.deploy.ort_backend import OrtSession
+from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
+from deepspg_basicsr.deploy.quantize import quantize_int8
+from deepspg_basicsr.export import export_model
+from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
+
+import cv2
+import numpy as np
+import torch
+from basicsr.models import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEG = {
+    'HRNet-W48': ('hrnet/fcn_hr48_4xb4-160k_ade20k-512x512.py', [48, 96, 192]),
+    'HRNet-W18-small': ('hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py', [18, 36, 72]),
+}
+
+
+def model_opt(seg, perf=None):
+    config, channels = SEG[seg]
+    opt = {
+        'name': 'bench_deploy',
+        'model_type': 'DeepSPGModel',
+        'is_train': False,
+        'dist': False,
+        'rank': 0,
+        'world_size': 1,
+        'num_gpu': 0,
+        'network_g': {'type': 'DeepSPG', 'num_feat': 16, 'illum_feat': 16, 'sem_channels': channels},
+        'prior': {'seg_config': config, 'seg_branches': [0, 1, 2]},
+        'path': {},
+    }
+    if perf:
+        opt['perf'] = perf
+    return opt
+
+
+def demo_images(sizes, count):
+    files = sorted(glob.glob(os.path.join(ROOT, 'datasets/demo/LOL-v1/eval15/low/*.png')))
+    if not files:
+        sys.exit('no demo images: run python datasets/make_demo_data.py first')
+    out = {}
+    for w, h in sizes:
+        imgs = []
+        for path in files[:count]:
+            img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+            imgs.append(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+        out[(w, h)] = imgs
+    return out
+
+
+def psnr(a, b):
+    mse = float(((a - b) ** 2).mean())
+    return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def build_configs(args, work):
+    """name -> (callable x -> output (1, 3, H, W) unclamped, description, output-preserving?)."""
+    torch.manual_seed(0)
+    model = build_model(model_opt(args.seg))
+    net = model.get_bare_model(model.net_g).eval()
+    prior, branches = model.seg_prior, model.seg_branches
+    torch.manual_seed(0)
+    perf_model = build_model(model_opt(args.seg, {'amp': 'bf16', 'channels_last': True}))
+    perf_model.get_bare_model(perf_model.net_g).load_state_dict(net.state_dict())
+    perf_net = perf_model.get_bare_model(perf_model.net_g).eval()
+    folded = copy.deepcopy(prior)
+    fold_batchnorm(folded)
+
+    def before(x):  # the full backbone forward (all four branches), as before this change
+        def feats(t):
+            all_feats = prior(t, return_logits=False)['feats']
+            return [all_feats[b] for b in branches]
+
+        return net(x, feats(x), prior=feats)
+
+    def fold(x):
+        def feats(t):
+            return folded(t, return_logits=False, branches=branches)['feats']
+
+        return net(x, feats(x), prior=feats)
+
+    def scaled(first, second):
+        return lambda x: net(x, model.sem_features(x, first), prior=lambda c: model.sem_features(c, second))
+
+    configs = {
+        'HRNet forward (fp32, torch)': (lambda x: prior(x)['logits'], 'denominator', None),
+        'torch eager, before (full HRNet backbone per prior pass)': (before, 'reference timing', True),
+        'torch eager, default (prior computes branches 0-2 only)': (lambda x: model.enhance(net, x), 'reference', True),
+        'torch eager, default + prior BatchNorm folded': (fold, 'rounding only', True),
+        'torch, bf16 + channels_last (perf)': (lambda x: perf_model.enhance(perf_net, x), 'lever', False),
+        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(0.5, 1.0), 'lever', False),
+        'torch, seg_scale 0.5 (both prior passes)': (scaled(0.5, 0.5), 'lever', False),
+    }
+    sessions = {}
+    for name, s1, s2 in (('default', 1.0, None), ('seg05', 0.5, 1.0)):
+        path = os.path.join(work, f'{args.seg}_{name}.onnx')
+        if not os.path.isfile(path):
+            t0 = time.perf_counter()
+            pipe = DeepSPGPipeline(net, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
+            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+            export_model(pipe, (x0,), path)
+            print(f'exported {path} in {time.perf_counter() - t0:.0f} s', flush=True)
+        sessions[name] = path
+    int8 = os.path.join(work, f'{args.seg}_default_int8.onnx')
+    if not os.path.isfile(int8):
+        quantize(sessions['default'], int8, demo_images([(args.calib_size[0], args.calib_size[1])], 4))
+    sessions['int8'] = int8
+
+    def ort(path):
+        session = OrtSession(path, threads=args.threads, device='cpu')
+        return lambda x: session.run(x)[0]
+
+    configs['ONNX Runtime fp32, default'] = (ort(sessions['default']), 'output-preserving', True)
+    configs['ONNX Runtime fp32, seg_scale 0.5, c2f_seg_scale 1'] = (ort(sessions['seg05']), 'lever', False)
+    configs['ONNX Runtime int8 (static QDQ, all Conv), default'] = (ort(sessions['int8']), 'lever', False)
+    return configs
+
+
+def quantize(src, dst, calib):
+    """Static int8 quantisation (:func:`~deepspg_basicsr.deploy.quantize.quantize_int8`) on the demo images."""
+    t0 = time.perf_counter()
+    quantize_int8(src, dst, next(iter(calib.values())))
+    print(f'quantised {dst} in {time.perf_counter() - t0:.0f} s', flush=True)
+
+
+def measure(configs, images, repeats, warmup=True):
+    """Interleaved timings on images[0] (one warm-up each unless not ``warmup``; the last timed
+    round's outputs are kept) and the outputs on the other images."""
+    x = images[0]
+    times = {k: [] for k in configs}
+    outputs = {k: [] for k, (_, _, preserving) in configs.items() if preserving is not None}
+    with torch.inference_mode():
+        if warmup:
+            for fn, _, _ in configs.values():
+                fn(x)  # warm-up (and ONNX Runtime's first-run allocations)
+        for r in range(repeats):
+            for name, (fn, _, _) in configs.items():
+                t0 = time.perf_counter()
+                y = fn(x)
+                times[name].append(time.perf_counter() - t0)
+                if r == repeats - 1 and name in outputs:
+                    outputs[name].append(y.float().clamp(0, 1))
+        for name in outputs:
+            outputs[name] += [configs[name][0](img).float().clamp(0, 1) for img in images[1:]]
+    return times, outputs
+
+
+#: Rows timed at the large sizes (the others take minutes there on a 2-core CPU).
+LARGE_ROWS = (
+    'HRNet forward (fp32, torch)',
+    'torch eager, default (prior computes branches 0-2 only)',
+    'torch, bf16 + channels_last (perf)',
+    'torch, seg_scale 0.5, c2f_seg_scale 1',
+    'ONNX Runtime fp32, default',
+    'ONNX Runtime fp32, seg_scale 0.5, c2f_seg_scale 1',
+    'ONNX Runtime int8 (static QDQ, all Conv), default',
+)
+
+
+def fmt_time(ts):
+    return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
+
+
+def report(args, results, load_start, elapsed):
+    lines = [
+        '## Deployment: whole pipeline, ONNX Runtime and the output-changing levers',
+        '',
+        'Written by `scripts/benchmark_deploy.py` (not a test). **Random weights** (enhancer and prior): latencies do '
+        'not depend on them; the output changes are those of a random HRNet. Whole pipeline = prior on the input, '
+        'enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless said), base preset, '
+        f'{args.seg}. All rows of one size timed interleaved in one run (round-robin after one warm-up); latency '
+        'ratios are to the fp32 torch HRNet forward (backbone + FCN head, NCHW) timed in the same rounds. Output '
+        'change: against the fp32 torch default output, clamped to [0, 1], on the demo test images resized to the '
+        'size (PSNR in dB; `inf` = identical). Sizes above 1 MPixel time a subset of the rows, without a '
+        'separate warm-up (the models were warmed at the first size).',
+        '',
+        f'- command: `{" ".join(shlex.quote(a) for a in sys.argv)}`',
+        f'- date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}; machine: {platform.system()} '
+        f'{platform.machine()}, {os.cpu_count()} logical cores, shared with other jobs',
+        f'- threads: torch {torch.get_num_threads()}, ONNX Runtime {args.threads}; load average at the start '
+        f'{load_start}, at the end {"/".join(f"{v:.1f}" for v in os.getloadavg())}; total {elapsed:.0f} s',
+        f'- python {platform.python_version()}, torch {torch.__version__}, onnxruntime '
+        f'{__import__("onnxruntime").__version__}, ONNX opset 18',
+        '',
+    ]
+    for (w, h), (times, changes, n_img) in results.items():
+        base = statistics.median(times['HRNet forward (fp32, torch)'])
+        lines += [
+            f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})',
+            '',
+            '| configuration | latency | vs HRNet forward | max abs diff | mean abs diff | PSNR vs fp32 (dB) |',
+            '|---|---|---|---|---|---|',
+        ]
+        for name, ts in times.items():
+            ch = changes.get(name)
+            cells = ['', '', ''] if ch is None else [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}']
+            ratio = statistics.median(ts) / base
+            lines.append(f'| {name} | {fmt_time(ts)} | {ratio:.2f}x | ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    for ax, ((w, h), (times, changes, _)) in zip(axes[0], results.items()):
+        base = statistics.median(times['HRNet forward (fp32, torch)'])
+        for i, (name, ch) in enumerate(changes.items()):
+            ratio = statistics.median(times[name]) / base
+            value = min(ch[2], 120.0)
+            ax.scatter(ratio, value, s=40, marker='os^vD<>ph*'[i % 10], label=name)
+        ax.axvline(1.0, color='grey', lw=0.8, ls='--')
+        ax.set_xlabel('latency / one fp32 torch HRNet forward')
+        ax.set_ylabel('PSNR vs fp32 torch output (dB; 120 = identical)')
+        ax.set_title(f'{w}x{h}')
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG))
+    parser.add_argument('--sizes', nargs='+', default=['600x400', '1920x1080'])
+    parser.add_argument('--repeats', nargs='+', type=int, default=[3, 1], help='timed rounds per size')
+    parser.add_argument('--images', nargs='+', type=int, default=[4, 1], help='images for the output change per size')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
+    parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
+    parser.add_argument('--out', help='write the Markdown section here')
+    parser.add_argument('--json', help='write the raw numbers here')
+    parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
+    parser.add_argument('--quick', action='store_true', help='HRNet-W18-small, 160x120 and 320x240, 2 rounds')
+    args = parser.parse_args()
+    if args.quick:
+        args.seg, args.sizes, args.repeats, args.images = 'HRNet-W18-small', ['160x120', '320x240'], [2, 1], [2, 1]
+        args.calib_size = [160, 120]
+    torch.set_num_threads(args.threads)
+    load_start = '/'.join(f'{v:.1f}' for v in os.getloadavg())
+    t_start = time.perf_counter()
+    os.makedirs(args.work, exist_ok=True)
+    configs = build_configs(args, args.work)
+    sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes]
+    images = demo_images(sizes, max(args.images))
+    results = {}
+    for i, (size, repeats, n_img) in enumerate(zip(sizes, args.repeats, args.images)):
+        large = size[0] * size[1] > 1_000_000
+        rows = {k: v for k, v in configs.items() if k in LARGE_ROWS} if large else configs
+        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0)
+        ref = outputs['torch eager, default (prior computes branches 0-2 only)']
+        changes = {}
+        for name, outs in outputs.items():
+            diffs = [(o - r).abs() for o, r in zip(outs, ref)]
+            changes[name] = (
+                max(float(d.max()) for d in diffs),
+                statistics.mean(float(d.mean()) for d in diffs),
+                psnr(torch.cat([o.flatten() for o in outs]), torch.cat([r.flatten() for r in ref])),
+            )
+        results[size] = (times, changes, n_img)
+        print(f'{size}: ' + json.dumps({k: round(statistics.median(v), 3) for k, v in times.items()}), flush=True)
+    text = report(args, results, load_start, time.perf_counter() - t_start)
+    print(text)
+    if args.out:
+        with open(args.out, 'w', encoding='utf-8') as f:
+            f.write(text + '\n')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump({f'{w}x{h}': {'times': t, 'changes': c} for (w, h), (t, c, _) in results.items()}, f, indent=1)
+    plot(results, args.plot)
+    print(f'plot: {args.plot}')
+
+
+if __name__ == '__main__':
+    main()
