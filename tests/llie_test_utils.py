@@ -45,3 +45,18 @@ def train_opt(**overrides):
         else:
             opt[key] = copy.deepcopy(value)
     return opt
+
+
+def write_test_option_file(root):
+    """Write ``root/test.yml`` (the small DeepSPG of BASE_TRAIN_OPT with the light prior) and
+    ``root/net_g.pth`` (its random weights, seed 0); return the model that made them."""
+    import torch
+    import yaml
+    from basicsr.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(train_opt(is_train=False))
+    torch.save({'params': model.net_g.state_dict()}, root / 'net_g.pth')
+    opt = {'model_type': 'DeepSPGModel', 'network_g': BASE_TRAIN_OPT['network_g'], 'prior': {'seg_config': LIGHT_SEG}}
+    (root / 'test.yml').write_text(yaml.safe_dump(opt))
+    return model

@@ -18,15 +18,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from basicsr.models import build_model
-from llie_test_utils import LIGHT_SEG, train_opt
+from llie_test_utils import BASE_TRAIN_OPT, LIGHT_SEG, write_test_option_file
 
 onnx = pytest.importorskip('onnx')
 ort_backend = pytest.importorskip('deepspg_basicsr.deploy.ort_backend')
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')  # torch.onnx.export(dynamo=True) translates with it
 
-NET = {'type': 'DeepSPG', 'num_feat': 8, 'num_blocks': [1, 1, 1], 'illum_feat': 8, 'sem_channels': [18, 36, 72]}
+NET = BASE_TRAIN_OPT['network_g']
 #: fp32 parity of the ONNX pipeline with the PyTorch pipeline (the issue's bound; measured ~3e-7).
 PARITY_ATOL = 1e-4
 
@@ -35,11 +34,7 @@ PARITY_ATOL = 1e-4
 def exported(tmp_path_factory):
     """The demo-sized DeepSPG + HRNet-W18-small (random prior) exported once, with its model."""
     root = tmp_path_factory.mktemp('deploy')
-    torch.manual_seed(0)
-    model = build_model(train_opt(is_train=False))
-    torch.save({'params': model.net_g.state_dict()}, root / 'net_g.pth')
-    opt = {'model_type': 'DeepSPGModel', 'network_g': NET, 'prior': {'seg_config': LIGHT_SEG}}
-    (root / 'test.yml').write_text(yaml.safe_dump(opt))
+    model = write_test_option_file(root)
     argv = ['-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth'), '--output', str(root / 'm.onnx')]
     assert X.main(argv) == 0
     demo = make_demo_data(str(root / 'demo'))

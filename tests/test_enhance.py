@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 from basicsr.models import build_model
-from llie_test_utils import LIGHT_SEG, train_opt
+from llie_test_utils import BASE_TRAIN_OPT, train_opt, write_test_option_file
 
 # Tiled against untiled (see docs/EVALUATION.md):
 # * without the prior (network_g.use_semantics: false) DeepSPG is a local, down-sampling-by-4
@@ -23,18 +22,14 @@ LOCAL_ATOL = 1e-5
 #   overlap 16: max 6.7e-3, mean 8.5e-4 (per tile) and 5.3e-3 / 9.4e-4 (--prior-global). Bounds:
 SEMANTIC_MAX, SEMANTIC_MEAN = 0.05, 0.005
 
-NET = {'type': 'DeepSPG', 'num_feat': 8, 'num_blocks': [1, 1, 1], 'illum_feat': 8, 'sem_channels': [18, 36, 72]}
+NET = BASE_TRAIN_OPT['network_g']
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     """An option file (small DeepSPG + light prior) and its random-weight checkpoint."""
     root = tmp_path_factory.mktemp('enhance')
-    torch.manual_seed(0)
-    model = build_model(train_opt(is_train=False))
-    torch.save({'params': model.net_g.state_dict()}, root / 'net_g.pth')
-    opt = {'model_type': 'DeepSPGModel', 'network_g': NET, 'prior': {'seg_config': LIGHT_SEG}}
-    (root / 'test.yml').write_text(yaml.safe_dump(opt))
+    model = write_test_option_file(root)
     return root, model
 
 
