@@ -146,7 +146,7 @@ def build_configs(args, work):
     sessions['int8'] = int8
 
     def ort(path):
-        session = OrtSession(path, threads=args.threads, device='cpu')
+        session = OrtSession(path, threads=args.threads, device='cpu', memory_arena=not args.no_arena)
         return lambda x: session.run(x)[0]
 
     configs['ONNX Runtime fp32, default'] = (ort(sessions['default']), 'output-preserving', True)
@@ -275,6 +275,12 @@ def main():
     parser.add_argument('--out', help='write the Markdown section here')
     parser.add_argument('--json', help='write the raw numbers here')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
+    parser.add_argument(
+        '--no-arena',
+        action='store_true',
+        help="ONNX Runtime's memory arena off (three sessions at 1920x1080 ran out of 24 GiB)",
+    )
+    parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
     parser.add_argument('--quick', action='store_true', help='HRNet-W18-small, 160x120 and 320x240, 2 rounds')
     args = parser.parse_args()
     if args.quick:
@@ -291,7 +297,7 @@ def main():
     for i, (size, repeats, n_img) in enumerate(zip(sizes, args.repeats, args.images)):
         large = size[0] * size[1] > 1_000_000
         rows = {k: v for k, v in configs.items() if k in LARGE_ROWS} if large else configs
-        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0)
+        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0 and not args.no_warmup)
         ref = outputs['torch eager, default (prior computes branches 0-2 only)']
         changes = {}
         for name, outs in outputs.items():
