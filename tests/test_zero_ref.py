@@ -262,6 +262,8 @@ def test_unpaired_dataset_reference_images_and_padding(tmp_path):
     val = UnpairedLLIEDataset(dict(opt, phase='val'))
     assert [val[k]['ref_path'] for k in range(2)] == refs[:2]
     assert val[0]['lq'].shape == (3, 20, 30) and val[0]['ref'].shape == (3, 50, 50)
+    with pytest.raises(PairCheckError, match=r'datasets\.train\.crop_size 41 .*Use crop_size <= 40'):
+        UnpairedLLIEDataset(dict(opt, crop_size=41))[0]  # a far larger crop used to be padded until out of memory
 
 
 def test_unpaired_dataset_reports_every_bad_file_at_once(tmp_path):

@@ -185,6 +185,16 @@ class UnpairedLLIEDataset(LazyFileClientMixin, data.Dataset):
         for key, path in paths.items():
             img = self._load(path, key)
             if self.phase == 'train':
+                if 2 * min(img.shape[:2]) < self.crop_size:  # the same bound as PairedLLIEDataset's gt_size
+                    h, w = img.shape[:2]
+                    raise PairCheckError(
+                        [
+                            f'datasets.train.crop_size {self.crop_size} is more than twice the side of {path!r} '
+                            f'({h}x{w} h x w): its patches would be mostly reflect padding. Use crop_size <= '
+                            f'{2 * min(h, w)}, or larger images.'
+                        ],
+                        f"the data of '{self.opt.get('name', 'train')}'",
+                    )
                 img = _random_crop(_pad_to(img, self.crop_size), self.crop_size)
                 img = augment(img, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
             item[key], item[f'{key}_path'] = _to_tensor(img), path
