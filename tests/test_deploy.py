@@ -11,6 +11,7 @@ from deepspg_basicsr import enhance as E
 from deepspg_basicsr import export as X
 from deepspg_basicsr.data.demo_data import make_demo_data
 from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
+from deepspg_basicsr.priors.segmentation_prior import build_segmentation_prior
 
 import cv2
 import numpy as np
@@ -137,7 +138,8 @@ def test_enhance_cli_onnxruntime_backend_matches_the_torch_backend(exported, tmp
 
 def test_hrnet_pruned_branches_are_the_full_forward_and_folding_is_rounding(exported):
     _, model, _ = exported
-    prior = model.seg_prior
+    prior = build_segmentation_prior(model.opt['prior'])  # as built: the model's own is folded (perf default)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.seg_prior.backbone.modules())
     x = torch.rand(1, 3, 75, 93, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         full = prior(x, return_logits=False)['feats']

@@ -91,6 +91,25 @@ def test_channels_last_option_matches_default(model):
     assert (_infer(cl_model, lq) - _infer(model, lq)).abs().max() <= 1e-5
 
 
+def test_rounding_only_defaults_match_the_plain_pipeline(model):
+    # default perf (prior BatchNorm folded, channels-last prior and inference input on the CPU)
+    # against everything off: the same output up to float rounding, in NCHW
+    lq, _ = _pair(size=61)
+    plain = _model(perf={'channels_last': False, 'fold_prior_bn': False})
+    plain.net_g.load_state_dict(model.net_g.state_dict())
+    bns = [m for m in model.seg_prior.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not bns and any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.seg_prior.backbone.modules())
+    assert model.seg_prior.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.net_g.conv_out.weight.is_contiguous(memory_format=torch.channels_last)  # training layout kept
+    out, ref = _infer(model, lq), _infer(plain, lq)
+    assert out.is_contiguous() and out.shape == ref.shape
+    assert 0 < (out - ref).abs().max() <= 1e-5  # not bit-identical: the levers did run
+    with torch.inference_mode():
+        feats, ref_feats = model.sem_features(lq), plain.sem_features(lq)
+    for a, b in zip(feats, ref_feats):
+        assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max()))
+
+
 # ---- mixed precision ------------------------------------------------------------------------------
 def test_bf16_inference_within_psnr_tolerance(model):
     lq, gt = _pair()
@@ -200,9 +219,15 @@ def test_perf_options_are_validated_and_not_mutated():
     opt = {'amp': 'BF16', 'channels_last': ['enhancer']}
     parsed = parse_perf_options(opt)
     assert opt == {'amp': 'BF16', 'channels_last': ['enhancer']}
-    assert parsed == {'amp': 'bf16', 'channels_last': ['enhancer'], 'compile': None}
-    assert parse_perf_options(None) == {'amp': 'none', 'channels_last': [], 'compile': None}
+    assert parsed == {'amp': 'bf16', 'channels_last': ['enhancer'], 'compile': None, 'fold_prior_bn': True}
+    # the rounding-only levers are the defaults: channels-last prior + inference input on the CPU only
+    defaults = {'amp': 'none', 'channels_last': ['prior', 'inference'], 'compile': None, 'fold_prior_bn': True}
+    assert parse_perf_options(None) == defaults
+    assert parse_perf_options(None, 'cuda')['channels_last'] == []
+    assert parse_perf_options({'channels_last': False})['channels_last'] == []
     assert parse_perf_options({'channels_last': True})['channels_last'] == ['enhancer', 'prior']
+    with pytest.raises(ValueError, match='fold_prior_bn'):
+        parse_perf_options({'fold_prior_bn': 'yes'})
     with pytest.raises(ValueError, match='unknown perf option'):
         parse_perf_options({'amp_dtype': 'bf16'})
     with pytest.raises(ValueError, match='fp16 needs CUDA'):

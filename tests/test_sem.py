@@ -80,3 +80,23 @@ def test_spatial_path_starts_as_identity_and_can_be_left_out():
     published = SemanticEmbeddingModule(channels=8, sem_channels=4, spatial=False)
     assert not any(k.startswith('modulation') for k in published.state_dict())
     assert set(sem.state_dict()) - set(published.state_dict()) == {'modulation.weight', 'modulation.bias'}
+
+
+def test_projecting_before_the_resize_is_the_published_order_up_to_rounding():
+    # project-then-resize (the default when sem_channels >= channels) against resize-then-project
+    torch.manual_seed(0)
+    sem = SemanticEmbeddingModule(channels=16, sem_channels=48, num_heads=2, bias=True)
+    torch.nn.init.normal_(sem.modulation.weight, std=0.1)  # spatial path on, so the projection reaches the output
+    torch.nn.init.normal_(sem.sem_proj.bias, std=0.5)  # a bias survives the resize unchanged (weights sum to 1)
+    x = torch.rand(1, 16, 37, 53)
+    assert sem.project_first
+    for size in [(10, 14), (19, 27), (80, 120)]:  # up-, odd and down-sampling
+        s = torch.randn(1, 48, *size)
+        fast = sem(x, s)
+        sem.project_first = False
+        slow = sem(x, s)
+        sem.project_first = True
+        assert (fast - slow).abs().max() < 1e-5
+        assert not torch.equal(sem(x, s), sem(x, torch.randn(1, 48, *size)))
+    # narrower semantics than image features: the resize stays first
+    assert not SemanticEmbeddingModule(channels=16, sem_channels=8).project_first

@@ -121,6 +121,12 @@ class SemanticEmbeddingModule(nn.Module):
     on the ground truth (an oracle) did no better than no semantics at all. The modulation
     starts at zero (an identity), whatever ``zero_init``.
 
+    The resize and the 1x1 projection of the semantic map commute (bilinear weights sum to one),
+    so the block projects first when ``sem_channels >= channels``: it resizes C channels instead of
+    Cs and runs the projection at the semantic map's resolution (for DeepSPG at full resolution 16
+    instead of 48 channels, the 1x1 convolution on 1/16 of the pixels). Same function up to float
+    rounding (``tests/test_sem.py``).
+
     With ``zero_init=True`` the two output projections start at zero, so the module is an exact
     identity until trained: it can be inserted into a trained network without changing it.
 
@@ -139,6 +145,8 @@ class SemanticEmbeddingModule(nn.Module):
     ):
         super().__init__()
         self.sem_proj = nn.Conv2d(sem_channels, channels, 1, bias=bias)
+        # project before resizing when that resizes fewer channels (see forward)
+        self.project_first = sem_channels >= channels
         self.norm_img = LayerNorm2d(channels)
         self.norm_sem = LayerNorm2d(channels)
         self.attn = SemanticAttention(channels, num_heads, bias)
@@ -165,9 +173,17 @@ class SemanticEmbeddingModule(nn.Module):
         Returns:
             Tensor: Shape (B, C, H, W).
         """
-        if sem.shape[-2:] != x.shape[-2:]:
-            sem = F.interpolate(sem, size=x.shape[-2:], mode='bilinear', align_corners=False)
-        sem = self.sem_proj(sem.to(x.dtype))
+        sem = sem.to(x.dtype)
+        if sem.shape[-2:] == x.shape[-2:]:
+            sem = self.sem_proj(sem)
+        elif self.project_first:
+            # Bilinear resampling (align_corners=False, no antialias) is a per-channel linear map
+            # whose weights sum to one, so it commutes with a 1x1 convolution and its bias: the same
+            # function up to float rounding, with the resize on C instead of Cs channels and the
+            # projection at the semantic map's (coarser) resolution.
+            sem = F.interpolate(self.sem_proj(sem), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        else:
+            sem = self.sem_proj(F.interpolate(sem, size=x.shape[-2:], mode='bilinear', align_corners=False))
         x = x + self.attn(self.norm_img(x), self.norm_sem(sem))
         if self.spatial:
             scale, shift = self.modulation(sem).chunk(2, dim=1)

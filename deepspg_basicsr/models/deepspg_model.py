@@ -10,6 +10,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..priors import build_clip_prior, build_segmentation_prior
+from ..priors.hrnet_features import fold_batchnorm
 from ..utils.perf import autocast, compile_module, grad_scaler, parse_perf_options, to_channels_last
 from ..utils.self_ensemble import self_ensemble
 from .llie_base_model import LLIEBaseModel
@@ -46,9 +47,10 @@ class DeepSPGModel(LLIEBaseModel):
       With ``gt`` / ``shuffled`` both passes use those features (no C2F prior pass). Validation
       and testing always run the prior on the input; ``scripts/semantic_proof.py`` evaluates
       with the oracle's features explicitly. See ``docs/DEEPSPG.md``).
-    * ``perf``: speed options ``amp`` (none | bf16 | fp16), ``channels_last`` (bool or a list of
-      ``enhancer`` / ``prior``), ``compile`` (bool or torch.compile kwargs); all off by default, see
-      :mod:`deepspg_basicsr.utils.perf` and ``docs/BENCHMARKS.md``.
+    * ``perf``: speed options ``amp`` (none | bf16 | fp16), ``channels_last`` (``auto``, a bool or a
+      list of ``enhancer`` / ``prior`` / ``inference``), ``compile`` (bool or torch.compile kwargs),
+      ``fold_prior_bn``; the rounding-only ones (``channels_last: auto``, ``fold_prior_bn``) on by
+      default, the others off, see :mod:`deepspg_basicsr.utils.perf` and ``docs/BENCHMARKS.md``.
     * Ablations: image semantics = ``network_g.use_semantics``; coarse-to-fine =
       ``network_g.c2f``; text semantics = ``train.clip_opt``; each loss = its ``train.*_opt``
       (absent or ``loss_weight: 0`` turns it off).
@@ -115,6 +117,8 @@ class DeepSPGModel(LLIEBaseModel):
             if net is not None:
                 to_channels_last(net, 'enhancer' in parts)
                 compile_module(self.get_bare_model(net), self.perf['compile'])
+        if self.seg_prior is not None and self.perf['fold_prior_bn']:
+            fold_batchnorm(self.seg_prior)
         for prior in (self.seg_prior, self.clip_prior):
             if prior is not None:
                 to_channels_last(prior, 'prior' in parts)
@@ -149,11 +153,19 @@ class DeepSPGModel(LLIEBaseModel):
 
     def _run_net(self, net, x, *args, **kwargs):
         """``net(x, ...)`` with the ``perf`` options: autocast, channels-last input; float32 output."""
+        parts = self.perf['channels_last']
+        # 'inference': NHWC input when no gradient is recorded; outputs back to NCHW (3 channels)
+        inference_cl = 'inference' in parts and not torch.is_grad_enabled()
         with self.autocast():
-            out = net(to_channels_last(x, 'enhancer' in self.perf['channels_last']), *args, **kwargs)
+            out = net(to_channels_last(x, 'enhancer' in parts or inference_cl), *args, **kwargs)
+
+        def back(v):
+            v = v.float()
+            return v.contiguous() if inference_cl and v.dim() == 4 else v
+
         if torch.is_tensor(out):
-            return out.float()
-        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
+            return back(out)
+        return {k: back(v) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
 
     def enhance(self, net, x, sem_feats=None, c2f=True, return_aux=False):
         """Run ``net`` on ``x`` with the prior features (and the C2F prior, the text tokens) it needs.
