@@ -21,6 +21,7 @@ Usage::
 """
 
 import argparse
+import copy
 import datetime
 import glob
 import json
@@ -141,12 +142,112 @@ def load_peer(path):
     return net
 
 
+def _ort_exports(args, work, tag, net, prior, branches, variants):
+    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f)``
+    once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
+    paths = {}
+    for name, (s1, s2, c2f, int8) in variants.items():
+        path = os.path.join(work, f'{tag}_{name}.onnx')
+        if not os.path.isfile(path):
+            t0 = time.perf_counter()
+            one = copy.deepcopy(net)
+            one.c2f = c2f
+            pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
+            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+            export_model(pipe, (x0,), path)
+            print(f'exported {path} in {time.perf_counter() - t0:.0f} s', flush=True)
+        paths[name] = path
+        if int8:
+            q = os.path.join(work, f'{tag}_{name}_int8.onnx')
+            if not os.path.isfile(q):
+                quantize(path, q, demo_images([(args.calib_size[0], args.calib_size[1])], 4))
+            paths[name + '_int8'] = q
+    return paths
+
+
+#: ONNX variants: name -> (seg_scale, c2f_seg_scale, C2F on, also int8).
+ORT_VARIANTS = {
+    'default': (1.0, None, True, True),
+    'seg05': (0.5, 0.5, True, True),
+    'seg05_1pass': (0.5, 0.5, False, True),
+}
+
+
+def pipeline_configs(args, work, tag, model, net, perf_model=None):
+    """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``:
+    name -> (callable x -> output (1, 3, H, W) unclamped, kind, output-preserving?)."""
+    prior, branches = model.seg_prior, model.seg_branches
+
+    def scaled(m, first, second, c2f=True):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale
+        def run(x):
+            post = (lambda c: m.sem_features(c, second)) if c2f else None
+            return m._run_net(net if m is model else perf_net, x, m.sem_features(x, first), prior=post)
+
+        return run
+
+    def bf16(fn):  # perf.amp: bf16 (autocast over the enhancer and the prior)
+        def run(x):
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                return fn(x).float()
+
+        return run
+
+    perf_net = None if perf_model is None else perf_model.get_bare_model(perf_model.net_g).eval()
+    configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
+    if perf_net is not None:
+        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
+            lambda x: perf_model.enhance(perf_net, x),
+            'lever',
+            False,
+        )
+        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
+            scaled(perf_model, 0.5, 0.5),
+            'lever',
+            False,
+        )
+    else:  # the same levers by autocast alone (channels-last changes only rounding)
+        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
+            bf16(lambda x: model.enhance(net, x)),
+            'lever',
+            False,
+        )
+        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
+            bf16(scaled(model, 0.5, 0.5)),
+            'lever',
+            False,
+        )
+    one_pass = 'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)'
+    if perf_net is not None:
+        configs[one_pass] = (scaled(perf_model, 0.5, 0.5, c2f=False), 'lever', False)
+    else:
+        configs[one_pass] = (bf16(scaled(model, 0.5, 0.5, c2f=False)), 'lever', False)
+    configs['torch, seg_scale 0.5, c2f_seg_scale 1'] = (scaled(model, 0.5, 1.0), 'lever', False)
+    configs['torch, seg_scale 0.5 (both prior passes)'] = (scaled(model, 0.5, 0.5), 'lever', False)
+    configs['torch, C2F off (one pass)'] = (lambda x: model.enhance(net, x, c2f=False), 'lever', False)
+    paths = _ort_exports(args, work, tag, net, prior, branches, ORT_VARIANTS)
+
+    def ort(path):
+        session = OrtSession(path, threads=args.threads, device='cpu', memory_arena=not args.no_arena)
+        return lambda x: session.run(x)[0]
+
+    configs[ORT_FP32] = (ort(paths['default']), 'output-preserving', True)
+    configs['ONNX Runtime fp32, seg_scale 0.5 (both passes)'] = (ort(paths['seg05']), 'lever', False)
+    configs['ONNX Runtime int8 (static QDQ, all Conv), default'] = (ort(paths['default_int8']), 'lever', False)
+    configs['ONNX Runtime int8, seg_scale 0.5 (both passes)'] = (ort(paths['seg05_int8']), 'lever', False)
+    configs['ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)'] = (
+        ort(paths['seg05_1pass_int8']),
+        'lever',
+        False,
+    )
+    return configs
+
+
 def build_configs(args, work):
-    """name -> (callable x -> output (1, 3, H, W) unclamped, description, output-preserving?)."""
+    """The latency section's rows (random weights, ``args.seg``): the denominator, the pipeline rows,
+    the prior-pass floor and the peer network."""
     torch.manual_seed(0)
     model = build_model(model_opt(args.seg))  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
-    prior, branches = model.seg_prior, model.seg_branches
     plain_perf = {'channels_last': False, 'fold_prior_bn': False}
     torch.manual_seed(0)
     plain = build_model(model_opt(args.seg, plain_perf))  # the same random weights, as built
@@ -154,8 +255,8 @@ def build_configs(args, work):
     plain_net.load_state_dict(net.state_dict())
     torch.manual_seed(0)
     perf_model = build_model(model_opt(args.seg, {'amp': 'bf16', 'channels_last': True}))
-    perf_net = perf_model.get_bare_model(perf_model.net_g).eval()
-    perf_net.load_state_dict(net.state_dict())
+    perf_model.get_bare_model(perf_model.net_g).load_state_dict(net.state_dict())
+    branches = model.seg_branches
 
     def before(x):  # before issue 10: full backbone per prior pass, MMSegmentation's BatchNorms, NCHW
         def feats(t):
@@ -164,52 +265,41 @@ def build_configs(args, work):
 
         return plain_net(x, feats(x), prior=feats)
 
-    def scaled(first, second):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale set
-        return lambda x: model._run_net(
-            net, x, model.sem_features(x, first), prior=lambda c: model.sem_features(c, second)
-        )
-
     configs = {
         HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None),
         'torch eager, before (full HRNet backbone per prior pass, BatchNorm, NCHW)': (before, 'reference', True),
-        REF: (lambda x: model.enhance(net, x), 'reference', True),
-        'torch, bf16 autocast + channels_last (perf.amp)': (lambda x: perf_model.enhance(perf_net, x), 'lever', False),
-        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(0.5, 1.0), 'lever', False),
-        'torch, seg_scale 0.5 (both prior passes)': (scaled(0.5, 0.5), 'lever', False),
     }
-    if args.peer_retinexformer:
-        peer = load_peer(args.peer_retinexformer)
-        configs[PEER] = (peer, 'peer', None)
-    sessions = {}
-    for name, s1, s2 in (('default', 1.0, None), ('seg05', 0.5, 0.5)):
-        path = os.path.join(work, f'{args.seg}_{name}.onnx')
-        if not os.path.isfile(path):
-            t0 = time.perf_counter()
-            pipe = DeepSPGPipeline(net, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-            export_model(pipe, (x0,), path)
-            print(f'exported {path} in {time.perf_counter() - t0:.0f} s', flush=True)
-        sessions[name] = path
-        int8 = os.path.join(work, f'{args.seg}_{name}_int8.onnx')
-        if not os.path.isfile(int8):
-            quantize(path, int8, demo_images([(args.calib_size[0], args.calib_size[1])], 4))
-        sessions[name + '_int8'] = int8
+    configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
     prior_path = os.path.join(work, f'{args.seg}_prior_pass.onnx')
     if not os.path.isfile(prior_path):
         t0 = time.perf_counter()
-        _export_prior_pass(prior, branches, prior_path)
+        _export_prior_pass(model.seg_prior, branches, prior_path)
         print(f'exported {prior_path} in {time.perf_counter() - t0:.0f} s', flush=True)
-
-    def ort(path):
-        session = OrtSession(path, threads=args.threads, device='cpu', memory_arena=not args.no_arena)
-        return lambda x: session.run(x)[0]
-
-    configs[ORT_FP32] = (ort(sessions['default']), 'output-preserving', True)
-    configs['ONNX Runtime fp32, seg_scale 0.5 (both passes)'] = (ort(sessions['seg05']), 'lever', False)
-    configs['ONNX Runtime int8 (static QDQ, all Conv), default'] = (ort(sessions['default_int8']), 'lever', False)
-    configs['ONNX Runtime int8, seg_scale 0.5 (both passes)'] = (ort(sessions['seg05_int8']), 'lever', False)
-    configs[PRIOR_PASS] = (ort(prior_path), 'floor', None)
+    session = OrtSession(prior_path, threads=args.threads, device='cpu', memory_arena=not args.no_arena)
+    configs[PRIOR_PASS] = (lambda x: session.run(x)[0], 'floor', None)
+    if args.peer_retinexformer:
+        configs[PEER] = (load_peer(args.peer_retinexformer), 'peer', None)
     return configs
+
+
+def trained_configs(args, work):
+    """The output-change section's rows for a trained option file + checkpoint (``--trained``)."""
+    from deepspg_basicsr.enhance import build_enhancer
+
+    opt_path, weights = args.trained
+    ns = argparse.Namespace(
+        opt=opt_path,
+        weights=weights,
+        param_key=None,
+        seg_checkpoint=None,
+        allow_unsafe_checkpoint=False,
+        random_weights=False,
+        self_ensemble=False,
+        half=False,
+    )
+    model = build_enhancer(ns, torch.device('cpu'))
+    net = model.get_bare_model(model.net_g).eval()
+    return pipeline_configs(args, work, 'trained', model, net)
 
 
 def quantize(src, dst, calib):
@@ -252,8 +342,10 @@ def fmt_time(ts):
     return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
 
 
-def targets(results):
-    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict)."""
+def targets(results, trained_changes=None):
+    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict).
+    The PSNR changes of the second come from ``trained_changes`` where given (a trained model), else
+    from the random-weight rows."""
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
     base = statistics.median(times[HRNET])
@@ -276,13 +368,15 @@ def targets(results):
                 'above 1.0x: target 1 cannot be met without changing the output' if 2 * ratio[PRIOR_PASS] > 1 else '',
             )
         )
-    ok = [(ratio[k], k) for k, ch in changes.items() if k in LEVERS and ch[3] is not None and abs(ch[3]) <= TARGET_DB]
+    judged = trained_changes if trained_changes is not None else changes
+    ok = [(ratio[k], k) for k, ch in judged.items() if k in LEVERS and k in ratio and abs(ch[3]) <= TARGET_DB]
     if ok:
         best, name = min(ok)
+        basis = 'the trained model' if trained_changes is not None else 'random weights'
         rows.append(
             (
-                f'best output-changing configuration within {TARGET_DB} dB (PSNR to the ground truth) of the fp32 '
-                'output <= 0.5x',
+                f'best output-changing configuration within {TARGET_DB} dB (PSNR to the ground truth, {basis}) of '
+                'the fp32 output <= 0.5x',
                 f'{name}: {best:.2f}x',
                 'met' if best <= 0.5 else 'missed',
             )
@@ -294,7 +388,7 @@ def targets(results):
 LEVERS = set()
 
 
-def report(args, results, load_start, elapsed):
+def report(args, results, load_start, elapsed, trained=None):
     lines = [
         '## Deployment: whole pipeline, ONNX Runtime and the output-changing levers',
         '',
@@ -335,7 +429,21 @@ def report(args, results, load_start, elapsed):
             ratio = statistics.median(ts) / base
             lines.append(f'| {name} | {fmt_time(ts)} | {ratio:.2f}x | ' + ' | '.join(cells) + ' |')
         lines.append('')
-    rows = targets(results)
+    if trained is not None:
+        (w, h), n_img, changes, ref_gt = trained
+        lines += [
+            f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)',
+            '',
+            f'`--trained {" ".join(args.trained)}`: the same levers on that option file and checkpoint (its own prior, '
+            f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.',
+            '',
+            '| configuration | max abs diff | mean abs diff | PSNR vs fp32 (dB) | ΔPSNR(GT) (dB) |',
+            '|---|---|---|---|---|',
+        ]
+        for name, ch in changes.items():
+            lines.append(f'| {name} | {ch[0]:.2e} | {ch[1]:.2e} | {ch[2]:.1f} | {ch[3]:+.3f} |')
+        lines.append('')
+    rows = targets(results, None if trained is None else trained[2])
     if rows:
         lines += ['Targets (issue 10):', '', '| target | measured | |', '|---|---|---|']
         lines += [f'| {a} | {b} | {c} |' for a, b, c in rows]
@@ -370,6 +478,23 @@ def plot(results, path):
     fig.savefig(path, dpi=110)
 
 
+def output_changes(outputs, gts):
+    """name -> (max abs diff, mean abs diff, PSNR vs the reference output, PSNR(GT) change), and the
+    reference output's PSNR against the ground truth."""
+    ref = outputs[REF]
+    ref_gt = statistics.mean(psnr(r, g) for r, g in zip(ref, gts))
+    changes = {}
+    for name, outs in outputs.items():
+        diffs = [(o - r).abs() for o, r in zip(outs, ref)]
+        changes[name] = (
+            max(float(d.max()) for d in diffs),
+            statistics.mean(float(d.mean()) for d in diffs),
+            psnr(torch.cat([o.flatten() for o in outs]), torch.cat([r.flatten() for r in ref])),
+            statistics.mean(psnr(o, g) for o, g in zip(outs, gts)) - ref_gt,
+        )
+    return changes, ref_gt
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG))
@@ -387,6 +512,13 @@ def main():
         metavar='FILE',
         help="Retinexformer's basicsr/models/archs/RetinexFormer_arch.py (from its repository; needs einops): "
         'its LOL-v1 network is timed in the same rounds',
+    )
+    parser.add_argument(
+        '--trained',
+        nargs=2,
+        metavar=('OPT', 'WEIGHTS'),
+        help="also measure every lever's output change on this trained option file + checkpoint (e.g. the demo "
+        "training's), on the first size; the second target is judged by these PSNR changes",
     )
     parser.add_argument(
         '--no-arena',
@@ -413,21 +545,19 @@ def main():
         large = size[0] * size[1] > 1_000_000
         rows = {k: v for k, v in configs.items() if not (large and k in SMALL_ONLY_ROWS)}
         times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0 and not args.no_warmup)
-        ref, gts = outputs[REF], truths[size][:n_img]
-        ref_gt = statistics.mean(psnr(r, g) for r, g in zip(ref, gts))
-        changes = {}
-        for name, outs in outputs.items():
-            diffs = [(o - r).abs() for o, r in zip(outs, ref)]
-            changes[name] = (
-                max(float(d.max()) for d in diffs),
-                statistics.mean(float(d.mean()) for d in diffs),
-                psnr(torch.cat([o.flatten() for o in outs]), torch.cat([r.flatten() for r in ref])),
-                statistics.mean(psnr(o, g) for o, g in zip(outs, gts)) - ref_gt,
-            )
+        changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         results[size] = (times, changes, n_img)
         print(f'{size}: ' + json.dumps({k: round(statistics.median(v), 3) for k, v in times.items()}), flush=True)
         print(f'{size}: PSNR(GT) of the fp32 output {ref_gt:.2f} dB', flush=True)
-    text = report(args, results, load_start, time.perf_counter() - t_start)
+    trained = None
+    if args.trained:
+        del configs, rows  # the W48 sessions' memory
+        size, n_img = sizes[0], max(args.images)
+        rows = trained_configs(args, args.work)
+        _, outputs = measure(rows, images[size][:n_img], 1, warmup=False)
+        changes, ref_gt = output_changes(outputs, truths[size][:n_img])
+        trained = (size, n_img, changes, ref_gt)
+    text = report(args, results, load_start, time.perf_counter() - t_start, trained)
     print(text)
     if args.out:
         with open(args.out, 'w', encoding='utf-8') as f:
