@@ -235,6 +235,8 @@ def model_options(args, device):
             'allow_unsafe_checkpoint': allow_unsafe,
         },
         'val': {'self_ensemble': bool(args.self_ensemble)},
+        # deepspg-export --no-fold-bn: the prior's BatchNorms stay (else folded, the perf default)
+        'perf': {'fold_prior_bn': not getattr(args, 'no_fold_bn', False)},
     }
 
 

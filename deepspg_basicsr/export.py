@@ -66,6 +66,7 @@ def _enhancer_args(args):
         random_weights=args.random_weights,
         self_ensemble=False,
         half=False,
+        no_fold_bn=args.no_fold_bn,
     )
 
 

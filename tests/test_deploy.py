@@ -168,3 +168,18 @@ def test_int8_export_is_written_with_its_record_and_stays_close(exported, tmp_pa
     assert 0 < mse and 10 * np.log10(1 / mse) > 30  # changed, but not broken (measured ~55 dB, random weights)
     with pytest.raises(ValueError, match='calibration folder'):
         calibration_images(str(tmp_path / 'empty'))
+
+
+def test_no_fold_bn_keeps_the_prior_batchnorms_and_still_matches(exported, tmp_path):
+    # the model's prior is folded by default (perf.fold_prior_bn); --no-fold-bn must export it as built
+    root, model, low = exported
+    out = tmp_path / 'bn.onnx'
+    argv = ['-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth'), '--output', str(out)]
+    assert X.main(argv + ['--no-fold-bn']) == 0
+    count = lambda p: sum(n.op_type == 'BatchNormalization' for n in onnx.load(str(p)).graph.node)  # noqa: E731
+    assert count(out) > 0 and count(root / 'm.onnx') == 0
+    assert json.loads((tmp_path / 'bn.onnx.json').read_text())['prior']['batchnorm_folded'] is False
+    x = _read(low[0])
+    with torch.inference_mode():
+        ref = model.enhance(model.net_g.eval(), x)
+    assert float((ort_backend.OrtSession(str(out), threads=1).run(x)[0] - ref).abs().max()) <= PARITY_ATOL
