@@ -493,11 +493,14 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(7.5 * len(results), 5.2), squeeze=False)
+    order = list(dict.fromkeys(k for _, changes, _ in results.values() for k in changes))  # one style per row
     for ax, ((w, h), (times, changes, _)) in zip(axes[0], results.items()):
         base = statistics.median(times[HRNET])
-        for i, (name, ch) in enumerate(changes.items()):
+        for name, ch in changes.items():
+            i = order.index(name)
             ratio = statistics.median(times[name]) / base
-            ax.scatter(ratio, min(ch[2], 120.0), s=40, marker='os^vD<>ph*'[i % 10], label=name)
+            color = plt.cm.tab20(i % 20)
+            ax.scatter(ratio, min(ch[2], 120.0), s=40, marker='os^vD<>ph*'[i % 10], color=color, label=name)
         for name, style in ((PEER, ':'), (PRIOR_PASS, '-.')):
             if name in times:
                 ax.axvline(statistics.median(times[name]) / base, color='k', lw=0.8, ls=style, label=name)
@@ -563,10 +566,18 @@ def main():
     )
     parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
     parser.add_argument('--quick', action='store_true', help='HRNet-W18-small, 160x120 and 320x240, 2 rounds')
+    parser.add_argument('--replot', metavar='JSON', help='only redraw --plot from the --json of an earlier run')
     args = parser.parse_args()
     if args.quick:
         args.seg, args.sizes, args.repeats, args.images = 'HRNet-W18-small', ['160x120', '320x240'], [2, 1], [2, 1]
         args.calib_size = [160, 120]
+    if args.replot:
+        with open(args.replot, encoding='utf-8') as f:
+            raw = json.load(f)
+        sizes = {tuple(int(v) for v in k.split('x')): v for k, v in raw.items() if 'x' in k}
+        plot({k: (v['times'], v['changes'], 0) for k, v in sizes.items()}, args.plot)
+        print(f'plot: {args.plot}')
+        return
     torch.set_num_threads(args.threads)
     load_start = '/'.join(f'{v:.1f}' for v in os.getloadavg())
     t_start = time.perf_counter()
