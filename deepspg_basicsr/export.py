@@ -111,7 +111,7 @@ def _example_inputs(module, model, size):
     return (x,)
 
 
-def export_model(module, inputs, path, opset=OPSET):
+def export_model(module, inputs, path, opset=OPSET, output_names=OUTPUT_NAMES):
     """Export ``module`` on example ``inputs`` with dynamic height and width (dims 2, 3 of every
     input) to ``path``; returns the input names."""
     from torch.export import Dim
@@ -125,7 +125,7 @@ def export_model(module, inputs, path, opset=OPSET):
             dynamo=True,
             opset_version=opset,
             input_names=names,
-            output_names=OUTPUT_NAMES,
+            output_names=list(output_names),
             dynamic_shapes=dynamic,
             optimize=True,
             verbose=False,

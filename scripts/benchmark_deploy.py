@@ -113,21 +113,8 @@ class _PriorPass(torch.nn.Module):
 
 
 def _export_prior_pass(prior, branches, path):
-    from torch.export import Dim
-
     x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-    with torch.no_grad():
-        program = torch.onnx.export(
-            _PriorPass(prior, branches).eval(),
-            (x0,),
-            dynamo=True,
-            opset_version=18,
-            input_names=['lq'],
-            dynamic_shapes=({2: Dim.DYNAMIC, 3: Dim.DYNAMIC},),
-            optimize=True,
-            verbose=False,
-        )
-    program.save(path)
+    export_model(_PriorPass(prior, branches).eval(), (x0,), path, output_names=[f'f{b}' for b in branches])
 
 
 def load_peer(path):
@@ -202,9 +189,11 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
     prior, branches = model.seg_prior, model.seg_branches
 
     def scaled(m, first, second, c2f=True):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale
+        bare = m.get_bare_model(m.net_g)
+
         def run(x):
             post = (lambda c: m.sem_features(c, second)) if c2f else None
-            return m._run_net(net if m is model else perf_net, x, m.sem_features(x, first), prior=post)
+            return m._run_net(bare, x, m.sem_features(x, first), prior=post)
 
         return run
 

@@ -17,7 +17,7 @@ import copy
 import torch.nn.functional as F
 from torch import nn
 
-from ..priors.hrnet_features import fold_batchnorm
+from ..priors.hrnet_features import fold_batchnorm, has_foldable_batchnorm
 
 __all__ = ['ExportError', 'DeepSPGPipeline', 'DeepSPGEnhancerOnly', 'check_exportable', 'reflect_pad_to_multiple']
 
@@ -70,7 +70,8 @@ class DeepSPGPipeline(nn.Module):
         branches (list[int]): Prior branches fed to the SEM scales (``prior.seg_branches``).
         seg_scale (float): The prior runs on the input resized by this factor. Default: 1.0.
         c2f_seg_scale (float | None): The same for the C2F pass; None: ``seg_scale``.
-        fold_bn (bool): Fold the prior's BatchNorms into its convolutions (on a copy; same
+        fold_bn (bool): Fold the prior's BatchNorms into its convolutions (on a copy, made only
+            when there is something to fold; same
             function up to float rounding, as ONNX Runtime's own Conv+BN fusion). Default: True.
 
     Shapes: ``forward(x)`` with ``x`` (B, 3, H, W) RGB in [0, 1], H, W >= 4, returns the
@@ -81,7 +82,7 @@ class DeepSPGPipeline(nn.Module):
     def __init__(self, net, prior, branches, seg_scale=1.0, c2f_seg_scale=None, fold_bn=True):
         super().__init__()
         self.net = net
-        if fold_bn:
+        if fold_bn and has_foldable_batchnorm(prior):  # a DeepSPGModel's prior is folded already
             prior = copy.deepcopy(prior)
             fold_batchnorm(prior)
         self.prior = prior

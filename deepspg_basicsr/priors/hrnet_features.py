@@ -18,7 +18,7 @@ independent of the weights:
 import torch
 from torch import nn
 
-__all__ = ['is_mmseg_hrnet', 'hrnet_branches', 'fold_batchnorm']
+__all__ = ['is_mmseg_hrnet', 'hrnet_branches', 'fold_batchnorm', 'has_foldable_batchnorm']
 
 
 def is_mmseg_hrnet(backbone):
@@ -138,6 +138,29 @@ def _foldable(conv, bn):
     )
 
 
+def _foldable_pairs(module):
+    """Yield ``(parent, conv_name, bn_name)`` for each (Conv2d, BatchNorm2d) pair that
+    :func:`fold_batchnorm` folds, reading the module's state as each pair is reached."""
+    for parent in list(module.modules()):
+        if isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            for a, b in zip(names, names[1:]):
+                if _foldable(parent._modules[a], parent._modules[b]):
+                    yield parent, a, b
+            continue
+        for k in range(1, 4):
+            conv = parent._modules.get(f'conv{k}')
+            bn_name = getattr(parent, f'norm{k}_name', f'norm{k}')
+            bn = parent._modules.get(bn_name) if isinstance(bn_name, str) else None
+            if conv is not None and bn is not None and _foldable(conv, bn):
+                yield parent, f'conv{k}', bn_name
+
+
+def has_foldable_batchnorm(module):
+    """Whether :func:`fold_batchnorm` would fold anything in ``module`` (it changes nothing)."""
+    return next(_foldable_pairs(module), None) is not None
+
+
 def fold_batchnorm(module):
     """Fold each eval-mode BatchNorm2d into the Conv2d that feeds it, in place.
 
@@ -154,22 +177,8 @@ def fold_batchnorm(module):
         int: The number of BatchNorms folded.
     """
     count = 0
-    for parent in list(module.modules()):
-        if isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            for a, b in zip(names, names[1:]):
-                conv, bn = parent._modules[a], parent._modules[b]
-                if _foldable(conv, bn):
-                    parent._modules[a] = _fold_pair(conv, bn)
-                    parent._modules[b] = nn.Identity()
-                    count += 1
-            continue
-        for k in range(1, 4):
-            conv = parent._modules.get(f'conv{k}')
-            bn_name = getattr(parent, f'norm{k}_name', f'norm{k}')
-            bn = parent._modules.get(bn_name) if isinstance(bn_name, str) else None
-            if conv is not None and bn is not None and _foldable(conv, bn):
-                parent._modules[f'conv{k}'] = _fold_pair(conv, bn)
-                parent._modules[bn_name] = nn.Identity()
-                count += 1
+    for parent, conv_name, bn_name in _foldable_pairs(module):
+        parent._modules[conv_name] = _fold_pair(parent._modules[conv_name], parent._modules[bn_name])
+        parent._modules[bn_name] = nn.Identity()
+        count += 1
     return count
