@@ -75,7 +75,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['deepspg_basicsr', 'deepspg_basicsr.*']),
-    package_data={'deepspg_basicsr': ['priors/model_configs/*.json']},
+    package_data={'deepspg_basicsr': ['priors/model_configs/*.json', 'priors/configs/*/*.py']},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -148,6 +148,10 @@ def _foldable_pairs(module):
                 if _foldable(parent._modules[a], parent._modules[b]):
                     yield parent, a, b
             continue
+        for conv_name, bn_name in getattr(parent, 'foldable_pairs', ()):  # a module's own declaration
+            conv, bn = parent._modules.get(conv_name), parent._modules.get(bn_name)
+            if conv is not None and bn is not None and _foldable(conv, bn):
+                yield parent, conv_name, bn_name
         for k in range(1, 4):
             conv = parent._modules.get(f'conv{k}')
             bn_name = getattr(parent, f'norm{k}_name', f'norm{k}')
@@ -164,10 +168,11 @@ def has_foldable_batchnorm(module):
 def fold_batchnorm(module):
     """Fold each eval-mode BatchNorm2d into the Conv2d that feeds it, in place.
 
-    Pairs recognised: consecutive children of an ``nn.Sequential`` (conv, bn), and attribute
+    Pairs recognised: consecutive children of an ``nn.Sequential`` (conv, bn), attribute
     pairs ``convK`` / ``normK`` (or the BN named by ``normK_name``), the layout of ResNet-style
     blocks (MMSegmentation's ``BasicBlock`` / ``Bottleneck`` and HRNet's stem), whose forward
-    applies ``normK`` straight after ``convK``. Only for a module in eval mode (running
+    applies ``normK`` straight after ``convK``, and the attribute pairs a module lists in its
+    ``foldable_pairs`` (ESPNetv2's ``conv`` / ``bn``). Only for a module in eval mode (running
     statistics), as a frozen prior is.
 
     Args:

@@ -25,19 +25,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Configs this package ships (``espnetv2/...``), looked up before MMSegmentation's own.
+PACKAGE_CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), 'configs')
+
+
 def resolve_mmseg_config(config):
-    """Path of an MMSegmentation config: an existing file, or a name relative to the configs
-    shipped in the mmsegmentation wheel (``mmseg/.mim/configs``)."""
+    """Path of an MMSegmentation config: an existing file, or a name relative to this package's
+    configs (``deepspg_basicsr/priors/configs``, e.g. ``espnetv2/espnetv2_s2.0_pascal-384x384.py``)
+    or to the configs shipped in the mmsegmentation wheel (``mmseg/.mim/configs``)."""
     if osp.isfile(config):
         return config
     import mmseg
 
-    shipped = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', config)
-    if osp.isfile(shipped):
-        return shipped
-    raise FileNotFoundError(
-        f'MMSegmentation config not found: {config!r} (neither a file nor under {osp.dirname(shipped)})'
-    )
+    roots = [PACKAGE_CONFIGS, osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')]
+    for root in roots:
+        if osp.isfile(osp.join(root, config)):
+            return osp.join(root, config)
+    raise FileNotFoundError(f'MMSegmentation config not found: {config!r} (neither a file nor under {roots})')
 
 
 def _sync_bn_to_bn(cfg):
@@ -63,6 +67,8 @@ def build_mmseg_parts(config):
         tuple[nn.Module, nn.Module, dict]: backbone, decode head and the model config used.
     """
     import mmseg.models  # noqa: F401  (fills mmseg's MODELS registry)
+
+    from . import espnetv2  # noqa: F401  (registers this package's ESPNetv2 backbone and head)
     from mmengine.config import Config
     from mmseg.registry import MODELS
 
@@ -141,11 +147,15 @@ class SegmentationPrior(nn.Module):
     def load_checkpoint(self, path, allow_unsafe=False):
         """Load MMSegmentation weights; a missing, unreadable or mismatching file raises
         :class:`CheckpointError` naming the file (and the first mismatching keys)."""
+        from .espnetv2 import convert_published_checkpoint
+
         state = extract_state_dict(load_checkpoint_file(path, allow_unsafe=allow_unsafe), path, keys=('state_dict',))
+        state = convert_published_checkpoint(state) or state  # ESPNetv2 files as published
         state = {k: v for k, v in state.items() if k.startswith(('backbone.', 'decode_head.'))}
         if not state:
             raise CheckpointError(
-                f'checkpoint {path} has no backbone.* / decode_head.* keys: not an MMSegmentation model'
+                f'checkpoint {path} has no backbone.* / decode_head.* keys (nor base_net.*): not an MMSegmentation '
+                'model or a published ESPNetv2 segmentation model'
             )
         load_state_dict_strict(self, state, path)
         logger.info('Semantic prior %s loaded from %s', self.config, os.fspath(path))
