@@ -67,10 +67,10 @@ def build_mmseg_parts(config):
         tuple[nn.Module, nn.Module, dict]: backbone, decode head and the model config used.
     """
     import mmseg.models  # noqa: F401  (fills mmseg's MODELS registry)
-
-    from . import espnetv2  # noqa: F401  (registers this package's ESPNetv2 backbone and head)
     from mmengine.config import Config
     from mmseg.registry import MODELS
+
+    from . import espnetv2  # noqa: F401  (registers this package's ESPNetv2 backbone and head)
 
     cfg = Config.fromfile(resolve_mmseg_config(config))
     model_cfg = _sync_bn_to_bn(cfg.model.to_dict())
