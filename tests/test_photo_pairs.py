@@ -1,5 +1,7 @@
 """Tests of the real-photo pair maker: darkening model, de-duplication, split, layout, manifest."""
 
+import deepspg_basicsr  # noqa: F401, I001  (first: compat shims and registration before basicsr)
+
 import json
 import os
 from os import path as osp
@@ -158,7 +160,8 @@ def test_split_is_by_photo_disjoint_seeded_and_has_min_test():
 def test_split_with_too_few_photos_names_the_count():
     with pytest.raises(pp.PhotoPairsError, match=r'found 15 distinct photos; need at least 16'):
         pp.split_photos([f'p{i}' for i in range(15)], seed=0)
-    with pytest.raises(pp.PhotoPairsError, match=r'found 3 distinct photos; need at least 4 \(4 for the unseen test split\)'):
+    only_test = r'found 3 distinct photos; need at least 4 \(4 for the unseen test split\)'
+    with pytest.raises(pp.PhotoPairsError, match=only_test):
         pp.split_photos(['a', 'b', 'c'], seed=0, min_test=4, test_fraction=1.0)
 
 
