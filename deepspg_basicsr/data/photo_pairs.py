@@ -590,7 +590,7 @@ def main(argv=None):
     parser.add_argument('--read-sigma', type=_pair, default=READ_SIGMA_RANGE, metavar='LO,HI')
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    command = ' '.join(shlex.quote(a) for a in [osp.basename(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)])
+    command = ' '.join(['python', *(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])])
     try:
         m = make_photo_pairs(
             out=args.out,
