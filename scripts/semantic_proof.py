@@ -1,31 +1,33 @@
-"""Does the SEM pathway carry what the prior knows into the output? Oracle / control ablation.
+"""Does SEM turn what a segmentation prior knows into better enhancement of unseen photos?
 
-Four DeepSPG networks are trained with the same seed, the same batches and the same budget on the
-demo data (``datasets/make_demo_data.py``), differing only in where the SEM features come from
-(``prior.source``, see :class:`~deepspg_basicsr.models.deepspg_model.DeepSPGModel`):
+DeepSPG networks are trained with the same seed, the same batches and the same budget, differing only
+in where the SEM features come from (``prior.source``, see
+:class:`~deepspg_basicsr.models.deepspg_model.DeepSPGModel`) or in one switch:
 
 * ``no semantics``: ``network_g.use_semantics: false`` (no SEM at all);
-* ``input``: the prior on the low-light input (the default, deployable setting);
+* ``input (default)``: the prior on the low-light input (the deployable setting);
 * ``gt (oracle)``: the prior on the ground truth: features of a prior that *knows the answer*;
-* ``shuffled (control)``: the prior on the ground truth of another image of the batch: the
-  same kind of features, carrying nothing about this image.
+* ``shuffled (control)``: the prior on the ground truth of another image of the batch: the same kind
+  of features, carrying nothing about this image;
+* ``published SEM, input``: the prior on the input, SEM as published (``sem_spatial: false``);
+* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4).
 
-Each network is then evaluated on the demo test images (whole images) with features from its own
-source (the oracle: the test image's ground truth; the control: the ground truth of the next test
-image) and, in a second column, with the deployable features (the prior on the input). If SEM
-transports information, the oracle must beat the network without semantics by a wide margin and
-the control must not.
+Every network is evaluated on whole *unseen* test photos (``eval15``) with features from its own
+source (the oracle: each photo's ground truth; the control: the next photo's), PSNR / SSIM / GT-mean
+PSNR; the input-prior networks also with the inference levers (prior at half resolution, no C2F pass).
+Each (variant, seed) is one job whose result is a JSON file in ``--out``: jobs already there are not
+rerun (a run that dies resumes), and ``--shard i/n`` splits the jobs between processes.
 
-The prior is HRNet-W18-small with **random weights** (nothing is downloaded), as the demo: a
-random convolutional network still encodes its input, so the oracle's features hold the answer.
-Settings are the demo's (``options/train_DeepSPG_demo.yml``: base width, 64x64 crops, batch 4,
-Adam 1e-3, cosine schedule) except the budget (``--iters``) and the losses (pixel + edge by
-default; ``--all-losses`` adds the semantic KL and CLIP losses of the demo, with random priors).
+Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint,
+``../shared/priors/`` or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
+(the demo's HRNet-W18-small with RANDOM weights, the first proof's setting).
 
 Usage::
 
-    python scripts/semantic_proof.py                      # 200 iterations each (the demo's budget)
-    python scripts/semantic_proof.py --iters 60 --json /tmp/proof.json
+    python datasets/make_photo_pairs.py                    # the real-photo pairs (docs/DATA.md)
+    python scripts/semantic_proof.py --seeds 0 1 2         # everything, one process
+    python scripts/semantic_proof.py --shard 0/2 &  python scripts/semantic_proof.py --shard 1/2   # two processes
+    python scripts/semantic_proof.py --seeds 0 1 2 --report-only
 """
 
 import argparse
@@ -47,21 +49,49 @@ import yaml
 from basicsr.utils import tensor2img
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie  # noqa: E402
+from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie  # noqa: E402
 
 from benchmark import DEMO_ROOT, ROOT, Report, _loader, build  # noqa: E402
 
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_demo.yml')
-#: Variant -> (option sections merged into the demo's, source of the SEM features at evaluation).
+PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
+SHARED_PRIORS = os.path.join(os.path.dirname(ROOT), 'shared', 'priors')
+#: Prior presets: option sections merged into the demo's (``seg_checkpoint`` None: the file named).
+PRIORS = {
+    'demo': ({}, None),
+    'espnetv2-pascal': (
+        {
+            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_pascal-384x384.py', 'seg_branches': [1, 2, 3]},
+            'network_g': {'sem_channels': [128, 256, 512]},
+        },
+        'espnetv2_s_2.0_pascal_384x384.pth',
+    ),
+    'espnetv2-city': (
+        {
+            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_city-1024x512.py', 'seg_branches': [1, 2, 3]},
+            'network_g': {'sem_channels': [128, 256, 512]},
+        },
+        'espnetv2_s_2.0_city_1024x512.pth',
+    ),
+}
+KL = {'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.01, 'temperature': 1.0}}
+#: Variant -> (option sections merged into the proof's, source of the SEM features at evaluation).
 VARIANTS = {
     'no semantics': ({'network_g': {'use_semantics': False}}, 'none'),
     'input (default)': ({}, 'input'),
     'gt (oracle)': ({'prior': {'source': 'gt'}}, 'gt'),
     'shuffled (control)': ({'prior': {'source': 'shuffled'}}, 'shuffled'),
+    'published SEM, input': ({'network_g': {'sem_spatial': False}}, 'input'),
+    'input + semantic KL': ({'train': KL}, 'input'),
+    'no semantics + semantic KL': ({'network_g': {'use_semantics': False}, 'train': KL}, 'none'),
 }
+MAIN_VARIANTS = list(VARIANTS)[:5]
+#: Inference levers evaluated on the input-prior networks: name -> (``prior`` options set for the
+#: evaluation, C2F pass on).
+LEVERS = {'prior at 0.5x': ({'seg_scale': 0.5}, True), 'no C2F pass': ({}, False)}
 
 
-def proof_options(iters, all_losses=False, extra=None, network=None):
+def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
     """The demo's training options for ``iters`` iterations, as a dict ready for ``build_model``.
 
     Args:
@@ -69,33 +99,51 @@ def proof_options(iters, all_losses=False, extra=None, network=None):
         all_losses (bool): Keep the demo's semantic KL and CLIP losses (else pixel + edge).
         extra (dict | None): Sections merged one level deep (``network_g``, ``prior``, ``train``).
         network (dict | None): ``network_g`` entries overriding the demo's (e.g. a smaller width).
+        prior (str): A key of :data:`PRIORS`.
+        seg_checkpoint (str | None): The prior's checkpoint (default: the preset's file in
+            ``../shared/priors/``).
+        data (dict | None): ``datasets.train`` entries (``gt_size``, ``batch_size_per_gpu``).
     """
     with open(DEMO_OPT) as f:
         opt = yaml.safe_load(f)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})
-    opt['network_g'].update(network or {})
+    opt['datasets']['train'].update(data or {})
     train = opt['train']
     train['total_iter'] = iters
     train['scheduler'] = dict(train['scheduler'], periods=[iters])
     if not all_losses:
         train.pop('semantic_opt', None)
         train.pop('clip_opt', None)
+    sections, filename = PRIORS[prior]
+    if filename is not None:
+        sections = copy.deepcopy(sections)
+        sections['prior']['seg_checkpoint'] = seg_checkpoint or os.path.join(SHARED_PRIORS, filename)
+    for section, values in [*copy.deepcopy(sections).items(), ('network_g', network or {})]:
+        opt.setdefault(section, {}).update(values)
     for section, values in copy.deepcopy(extra or {}).items():
         opt.setdefault(section, {}).update(values)
     return opt
 
 
-def training_batches(root, iters, gt_size, batch, seed):
-    """The ``iters`` training batches every variant sees, drawn once (crops, flips, order seeded)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    batches = _loader(gt_size, batch, root, torch.Generator().manual_seed(seed))
-    return [next(batches) for _ in range(iters)]
+def training_batches(root, gt_size, batch, seed):
+    """Endless training batches, the same sequence for a given seed whatever the training does in
+    between: the crops and flips draw from their own saved ``random`` / NumPy states."""
+    loader = _loader(gt_size, batch, root, torch.Generator().manual_seed(seed))
+    state = (random.Random(seed).getstate(), np.random.RandomState(seed).get_state())
+    while True:
+        outer = (random.getstate(), np.random.get_state())
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        item = next(loader)
+        state = (random.getstate(), np.random.get_state())
+        random.setstate(outer[0])
+        np.random.set_state(outer[1])
+        yield item
 
 
-def test_pairs(root, split='eval15'):
-    """The demo pairs of ``split`` (``eval15``: test; ``our485``: training) as (name, lq, gt), each
-    a whole image (1, 3, H, W) in [0, 1]."""
+def test_pairs(root, split='eval15', limit=None):
+    """The pairs of ``split`` (``eval15``: unseen test photos; ``our485``: training) as (name, lq, gt),
+    each a whole image (1, 3, H, W) in [0, 1]; the first ``limit`` only, if given."""
     from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
 
     dataset = PairedLLIEDataset(
@@ -108,152 +156,271 @@ def test_pairs(root, split='eval15'):
             'io_backend': {'type': 'disk'},
         }
     )
-    items = [dataset[i] for i in range(len(dataset))]
+    items = [dataset[i] for i in range(min(len(dataset), limit or len(dataset)))]
     return [(os.path.basename(d['lq_path']), d['lq'][None], d['gt'][None]) for d in items]
 
 
 def train(opt, batches, seed):
     """Build a DeepSPGModel (enhancer weights from ``seed``) and train it on ``batches`` as BasicSR's
-    loop does. Returns the model and the logged ``l_pix`` of every iteration."""
+    loop does. Returns the model, the logged ``l_pix`` of every iteration and the seconds taken."""
     model = build(opt, seed=seed)
     warmup = opt['train'].get('warmup_iter', -1)
     l_pix = []
-    for it, batch in enumerate(batches, 1):
+    start = time.perf_counter()
+    for it in range(1, opt['train']['total_iter'] + 1):
         model.update_learning_rate(it, warmup_iter=warmup)
-        model.feed_data(batch)
+        model.feed_data(next(batches))
         model.optimize_parameters(it)
         l_pix.append(model.get_current_log()['l_pix'])
-    return model, l_pix
+    return model, l_pix, time.perf_counter() - start
 
 
-def evaluate(model, pairs, source):
-    """Mean PSNR (dB, the project's metric on uint8 images) of ``model`` on ``pairs`` with the SEM
-    features of ``source``: ``input`` / ``none`` (the model's own path, as ``test`` runs it, C2F
-    included), ``gt`` (each image's ground truth), ``shuffled`` (the next image's ground truth)."""
+def evaluate(model, pairs, source, prior_opt=None, c2f=True):
+    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on
+    ``pairs`` with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as
+    ``test`` runs it, C2F included), ``gt`` (each image's ground truth), ``shuffled`` (the next
+    image's ground truth).
+
+    Args:
+        prior_opt (dict | None): ``prior`` options set for this evaluation only (e.g.
+            ``{'seg_scale': 0.5}``).
+        c2f (bool): Allow the coarse-to-fine pass (sources ``input`` / ``none``).
+    """
     net = model.net_g
     was_training = net.training
     net.eval()
+    saved = copy.deepcopy(model.opt.get('prior'))
+    model.opt['prior'] = dict(saved or {}, **(prior_opt or {}))
     values = []
-    with torch.inference_mode():
-        for i, (_, lq, gt) in enumerate(pairs):
-            if source in ('input', 'none'):
-                out = model.enhance(net, lq)
-            else:
-                other = gt if source == 'gt' else pairs[(i + 1) % len(pairs)][2]
-                out = model.enhance(net, lq, sem_feats=model.sem_features(other), c2f=False)
-            values.append(calculate_psnr_llie(tensor2img(out.clamp(0, 1)), tensor2img(gt)))
-    net.train(was_training)
-    return float(np.mean(values))
+    try:
+        with torch.inference_mode():
+            for i, (_, lq, gt) in enumerate(pairs):
+                if source in ('input', 'none'):
+                    out = model.enhance(net, lq, c2f=c2f)
+                else:
+                    other = gt if source == 'gt' else pairs[(i + 1) % len(pairs)][2]
+                    out = model.enhance(net, lq, sem_feats=model.sem_features(other), c2f=False)
+                a, b = tensor2img(out.clamp(0, 1)), tensor2img(gt)
+                values.append(
+                    (calculate_psnr_llie(a, b), calculate_ssim_llie(a, b), calculate_psnr_llie(a, b, gt_mean=True))
+                )
+    finally:
+        model.opt['prior'] = saved
+        net.train(was_training)
+    psnr, ssim, psnr_gt_mean = np.mean(values, axis=0)
+    return {'psnr': float(psnr), 'ssim': float(ssim), 'psnr_gt_mean': float(psnr_gt_mean)}
 
 
-def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None, variants=None, log=print):
-    """Train and evaluate the variants.
+def run_job(name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False):
+    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`)."""
+    extra, source = VARIANTS[name]
+    opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
+    train_data = opt['datasets']['train']
+    batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
+    model, l_pix, seconds = train(opt, batches, seed)
+    row = {
+        'variant': name,
+        'seed': seed,
+        'test': evaluate(model, test_pairs(root), source),
+        'train_subset': evaluate(model, test_pairs(root, 'our485', limit=10), source),
+        'l_pix_end': float(np.mean(l_pix[-max(1, iters // 10) :])),
+        'seconds': seconds,
+        's_per_iter': seconds / iters,
+    }
+    if source == 'input':
+        pairs = test_pairs(root)
+        row['levers'] = {lever: evaluate(model, pairs, 'input', o, c2f) for lever, (o, c2f) in LEVERS.items()}
+    row['psnr_own'], row['psnr_train_own'] = row['test']['psnr'], row['train_subset']['psnr']
+    return row
 
-    Args:
-        root (str): Demo data root (``.../LOL-v1``, holding ``our485`` and ``eval15``).
-        iters (int): Training iterations per variant.
-        seed (int): Seed of the enhancer weights and of the batches (the same for every variant).
-        all_losses (bool): See :func:`proof_options`.
-        network (dict | None): ``network_g`` overrides (see :func:`proof_options`).
-        variants (list[str] | None): Keys of :data:`VARIANTS` (default: all).
-        log (callable): Progress lines.
+
+def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None, variants=None, log=print, **kw):
+    """Train and evaluate ``variants`` (default: :data:`MAIN_VARIANTS`) with one seed.
 
     Returns:
-        dict: variant -> ``psnr_own`` (test images, evaluated with its own source), ``psnr_input``
-        (test images, the prior on the input; None for ``no semantics``), ``psnr_train_own`` (the
-        training images, whole, own source), ``l_pix_end`` (mean logged ``l_pix`` of the last 10 %
-        of iterations), ``seconds``; and ``input_psnr`` (the test inputs themselves).
+        dict: variant -> the job's dict: ``test`` / ``train_subset`` (``psnr``, ``ssim``,
+        ``psnr_gt_mean`` on the unseen photos / the first 10 training photos, own source),
+        ``psnr_own`` / ``psnr_train_own`` (their PSNR), ``levers`` (input-prior variants),
+        ``l_pix_end`` (mean logged ``l_pix`` of the last 10 % of iterations), ``seconds``,
+        ``s_per_iter``; and ``input_psnr`` (the test inputs themselves).
     """
-    base = proof_options(iters, all_losses, network=network)
-    data = base['datasets']['train']
-    batches = training_batches(root, iters, data['gt_size'], data['batch_size_per_gpu'], seed)
-    pairs, train_pairs = test_pairs(root), test_pairs(root, 'our485')
-    results = {
-        'input_psnr': float(np.mean([calculate_psnr_llie(tensor2img(lq), tensor2img(gt)) for _, lq, gt in pairs]))
-    }
-    tail = max(1, iters // 10)
-    for name in variants or VARIANTS:
-        extra, source = VARIANTS[name]
-        start = time.perf_counter()
-        model, l_pix = train(proof_options(iters, all_losses, extra, network), batches, seed)
-        row = {
-            'psnr_own': evaluate(model, pairs, source),
-            'psnr_input': None if source == 'none' else evaluate(model, pairs, 'input'),
-            'psnr_train_own': evaluate(model, train_pairs, source),
-            'l_pix_end': float(np.mean(l_pix[-tail:])),
-            'seconds': time.perf_counter() - start,
-        }
-        results[name] = row
-        log(f'[{name}: {json.dumps(row)}]')
-        del model
+    results = {'input_psnr': input_psnr(root)}
+    for name in variants or MAIN_VARIANTS:
+        results[name] = run_job(name, seed, root, iters, network=network, all_losses=all_losses, **kw)
+        log(f'[{name}: {json.dumps(results[name])}]')
     return results
 
 
-def report(rep, results, args):
-    none = results['no semantics']['psnr_own'] if 'no semantics' in results else None
-    rows = []
-    for name in VARIANTS:
-        if name not in results:
-            continue
-        r = results[name]
-        delta = '' if none is None or name == 'no semantics' else f'{r["psnr_own"] - none:+.2f}'
-        own = f'{r["psnr_own"]:.2f}'
-        on_input = '' if r['psnr_input'] is None else f'{r["psnr_input"]:.2f}'
-        train_own = f'{r["psnr_train_own"]:.2f}'
-        if none is not None and name != 'no semantics':
-            train_own += f' ({r["psnr_train_own"] - results["no semantics"]["psnr_train_own"]:+.2f})'
-        rows.append([name, own, delta, on_input, train_own, f'{r["l_pix_end"]:.5f}', f'{r["seconds"]:.0f}'])
+def input_psnr(root):
+    return float(np.mean([calculate_psnr_llie(tensor2img(lq), tensor2img(gt)) for _, lq, gt in test_pairs(root)]))
+
+
+def _slug(name):
+    return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+
+
+def _mean_std(values):
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _fmt(values, digits=2):
+    mean, std = _mean_std(values)
+    return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def report(rep, rows, args, input_db):
+    """Markdown tables (means ± std over seeds) and the targets, from the jobs' dicts."""
+    by = {}
+    for r in rows:
+        by.setdefault(r['variant'], {})[r['seed']] = r
+    seeds = sorted({r['seed'] for r in rows})
+    base = by.get('no semantics', {})
     rep(
         f'- command: `{args.command}`; machine: {platform.machine()}, {os.cpu_count()} logical cores, '
-        f'torch {torch.__version__}, {torch.get_num_threads()} thread(s); demo data, seed {args.seed}, '
-        f'{args.iters} iterations per variant, {"all four losses" if args.all_losses else "pixel + edge losses"}; '
-        f'SEM {"as published (channel attention only)" if args.published_sem else "with its spatial path"}; '
-        f'prior HRNet-W18-small with RANDOM weights; the test inputs themselves: {results["input_psnr"]:.2f} dB'
+        f'torch {torch.__version__}, {args.threads} thread(s) per process; data `{os.path.relpath(args.root, ROOT)}` '
+        f'({len(test_pairs(args.root))} unseen test photos, whole images); seeds {seeds}; {args.iters} iterations, '
+        f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
+        f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
     )
     rep()
+    table = []
+    for name in VARIANTS:
+        runs = by.get(name)
+        if not runs:
+            continue
+        common = [s for s in runs if s in base]
+        delta = (
+            _fmt([runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in common])
+            if common and name != 'no semantics'
+            else ''
+        )
+        vals = list(runs.values())
+        table.append(
+            [
+                name,
+                len(vals),
+                _fmt([r['test']['psnr'] for r in vals]),
+                delta,
+                _fmt([r['test']['ssim'] for r in vals], 3),
+                _fmt([r['test']['psnr_gt_mean'] for r in vals]),
+                _fmt([r['train_subset']['psnr'] for r in vals]),
+                f'{np.mean([r["s_per_iter"] for r in vals]):.2f}',
+            ]
+        )
     rep.table(
         [
-            'variant (`prior.source`)',
-            'test PSNR, own features (dB)',
-            'vs no semantics',
-            'test PSNR, features of the input (dB)',
-            'training images PSNR, own features (dB, vs no semantics)',
-            'train l_pix, last 10 %',
-            'time (s)',
+            'variant',
+            'seeds',
+            'unseen PSNR (dB)',
+            'vs no semantics (paired by seed)',
+            'unseen SSIM',
+            'unseen GT-mean PSNR (dB)',
+            '10 training photos PSNR (dB)',
+            's / iteration',
         ],
-        rows,
+        table,
     )
+    lever_rows = []
+    for name, runs in by.items():
+        for lever in LEVERS:
+            vals = [r['levers'][lever] for r in runs.values() if 'levers' in r]
+            if vals:
+                full = [r['test']['psnr'] for r in runs.values() if 'levers' in r]
+                change = _fmt([v['psnr'] - f for v, f in zip(vals, full)])
+                lever_rows.append(
+                    [name, lever, _fmt([v['psnr'] for v in vals]), change, _fmt([v['ssim'] for v in vals], 3)]
+                )
+    if lever_rows:
+        rep.table(['network', 'inference lever', 'unseen PSNR (dB)', 'change (dB)', 'unseen SSIM'], lever_rows)
+    for line in targets(by):
+        rep(line)
+
+
+def targets(by):
+    """The issue's targets as lines of text (paired differences to ``no semantics`` by seed)."""
+    base = by.get('no semantics', {})
+    lines = []
+
+    def deltas(name):
+        runs = by.get(name, {})
+        return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
+
+    d_in, d_or, d_sh = deltas('input (default)'), deltas('gt (oracle)'), deltas('shuffled (control)')
+    none_std = _mean_std([r['test']['psnr'] for r in base.values()])[1] if base else float('nan')
+    if d_in:
+        m, s = _mean_std(d_in)
+        ok = m >= 0.3 and m > 2 * max(s, none_std)
+        lines.append(
+            f'- input prior vs no semantics: {m:+.2f} dB (std of the paired difference {s:.2f}, of no semantics '
+            f'{none_std:.2f}); target >= +0.3 dB and > 2 x std: {"MET" if ok else "MISSED"}'
+        )
+    if d_or:
+        m, _ = _mean_std(d_or)
+        lines.append(f'- oracle vs no semantics: {m:+.2f} dB; target >= +1.0 dB: {"MET" if m >= 1.0 else "MISSED"}')
+    if d_sh:
+        m, s = _mean_std(d_sh)
+        ok = m <= 2 * max(s, none_std)
+        lines.append(
+            f'- shuffled control vs no semantics: {m:+.2f} dB (std {s:.2f}); target: no better within noise: '
+            f'{"MET" if ok else "MISSED"}'
+        )
+    return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--iters', type=int, default=200, help='training iterations per variant (default 200)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--root', help='data root holding our485/ and eval15/ (default: datasets/photos/LOL-v1)')
+    parser.add_argument('--prior', choices=list(PRIORS), default='espnetv2-pascal')
+    parser.add_argument('--seg-checkpoint', help="the prior's checkpoint (default: ../shared/priors/<file>)")
+    parser.add_argument('--iters', type=int, default=400, help='training iterations per job (default 400)')
+    parser.add_argument('--gt-size', type=int, default=128, help='training crop size (default 128)')
+    parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='default: all')
     parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
-    parser.add_argument('--all-losses', action='store_true', help="keep the demo's semantic KL and CLIP losses")
-    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='only these variants')
-    parser.add_argument(
-        '--published-sem', action='store_true', help='SEM as published: channel attention only (sem_spatial: false)'
-    )
-    parser.add_argument('--root', default=DEMO_ROOT, help='demo data root (default datasets/demo/LOL-v1)')
+    parser.add_argument('--out', help="folder of the jobs' JSON files (default: results/semantic_proof/<prior>)")
+    parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
+    parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --out')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (default 1: a shared machine)')
-    parser.add_argument('--json', help='also write the results to this JSON file')
+    parser.add_argument('--json', help='also write the aggregated results to this JSON file')
     args = parser.parse_args()
-    if not os.path.isdir(os.path.join(args.root, 'our485')):
-        sys.exit(f"no demo data under '{args.root}': run python datasets/make_demo_data.py first")
+    args.root = args.root or (PHOTO_ROOT if os.path.isdir(PHOTO_ROOT) else DEMO_ROOT)
+    if not os.path.isdir(os.path.join(args.root, 'eval15')):
+        sys.exit(f"no pairs under '{args.root}': run python datasets/make_photo_pairs.py (or make_demo_data.py)")
+    out = args.out or os.path.join(ROOT, 'results', 'semantic_proof', args.prior)
+    os.makedirs(out, exist_ok=True)
     torch.set_num_threads(args.threads)
     import logging
 
-    logging.getLogger('basicsr').setLevel(logging.ERROR)  # the random-weight warnings are expected here
+    logging.getLogger('basicsr').setLevel(logging.ERROR)
     args.command = 'python ' + shlex.join(['scripts/semantic_proof.py'] + sys.argv[1:])
-    network = {'sem_spatial': False} if args.published_sem else {}
-    if args.num_feat:
-        network.update(num_feat=args.num_feat, illum_feat=args.num_feat)
-    results = run_proof(args.root, args.iters, args.seed, args.all_losses, network, args.variants)
-    report(Report(), results, args)
+    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    chosen = args.variants or list(VARIANTS)  # the main table's variants first, for every seed
+    groups = ([v for v in chosen if v in MAIN_VARIANTS], [v for v in chosen if v not in MAIN_VARIANTS])
+    jobs = [(v, s) for group in groups for s in args.seeds for v in group]
+    index, count = (int(v) for v in args.shard.split('/'))
+    for k, (name, seed) in enumerate(jobs):
+        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        if args.report_only or k % count != index or os.path.exists(path):
+            continue
+        row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network)
+        row['command'] = args.command
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(row, f, indent=2)
+        os.replace(tmp, path)
+        print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
+    rows = []
+    for name, seed in jobs:
+        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        if os.path.exists(path):
+            with open(path) as f:
+                rows.append(json.load(f))
+    report(Report(), rows, args, input_psnr(args.root))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
+            json.dump(rows, f, indent=2)
 
 
 if __name__ == '__main__':
