@@ -159,3 +159,40 @@ def test_published_city_checkpoint_loads_and_mismatch_is_named(tmp_path):
     assert city.num_classes == 20 and not city.random_init
     with pytest.raises(CheckpointError, match=r'espnetv2_s_2.0_city_1024x512.*merge_layer\.3'):
         SegmentationPrior(PASCAL_CONFIG, checkpoint=published(CITY_FILE))
+
+
+def test_pipeline_with_the_real_prior_exports_to_onnx_with_parity(tmp_path):
+    """deepspg-export and the ONNX Runtime backend with the published PASCAL prior: parity as for HRNet."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from deepspg_basicsr import export as X
+    from deepspg_basicsr.deploy.ort_backend import OrtSession
+
+    import yaml
+    from basicsr.models import build_model
+    from llie_test_utils import train_opt
+
+    ckpt = published(PASCAL_FILE)
+    net = dict(train_opt()['network_g'], sem_channels=[128, 256, 512])
+    prior = {'seg_config': PASCAL_CONFIG, 'seg_checkpoint': ckpt, 'seg_branches': [1, 2, 3]}
+    torch.manual_seed(0)
+    model = build_model(train_opt(is_train=False, network_g=net, prior=prior))
+    torch.save({'params': model.net_g.state_dict()}, tmp_path / 'net_g.pth')
+    opt = {'model_type': 'DeepSPGModel', 'network_g': net, 'prior': prior}
+    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt))
+    argv = [
+        '-opt',
+        str(tmp_path / 'test.yml'),
+        '--weights',
+        str(tmp_path / 'net_g.pth'),
+        '-o',
+        str(tmp_path / 'm.onnx'),
+    ]
+    assert X.main(argv) == 0
+    session = OrtSession(str(tmp_path / 'm.onnx'), threads=1)
+    for x in (_photo('chelsea', (201, 303)), _photo('astronaut', (227, 227))):
+        with torch.inference_mode():
+            ref = model.enhance(model.net_g.eval(), x)
+        out = session.run(x)[0]
+        assert float((out - ref).abs().max()) <= 1e-4
+        assert float((out - x).abs().mean()) > 1e-3  # it computed something
