@@ -10,7 +10,10 @@ in where the SEM features come from (``prior.source``, see
 * ``shuffled (control)``: the prior on the ground truth of another image of the batch: the same kind
   of features, carrying nothing about this image;
 * ``published SEM, input``: the prior on the input, SEM as published (``sem_spatial: false``);
-* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4).
+* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4);
+* ``Retinexformer (peer)``: Retinexformer's LOL-v1 network (``--retinexformer FILE``, its own
+  ``RetinexFormer_arch.py``, never part of this project) trained the same way: same batches, losses,
+  optimiser and budget, padded to a multiple of 8 and cropped back.
 
 Every network is evaluated on whole *unseen* test photos (``eval15``) with features from its own
 source (the oracle: each photo's ground truth; the control: the next photo's), PSNR / SSIM / GT-mean
@@ -32,6 +35,7 @@ Usage::
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import platform
@@ -86,6 +90,36 @@ VARIANTS = {
     'no semantics + semantic KL': ({'network_g': {'use_semantics': False}, 'train': KL}, 'none'),
 }
 MAIN_VARIANTS = list(VARIANTS)[:5]
+PEER = 'Retinexformer (peer)'
+#: Retinexformer's LOL-v1 network (its ``Options/RetinexFormer_LOL_v1.yml``).
+PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, 'num_blocks': [1, 2, 2]}
+PEER_ARCH = 'DeepSPGProofPeerRetinexFormer'
+
+
+def register_peer(path):
+    """Register Retinexformer's network class, read from its own file ``path``, as an arch of this
+    script (:data:`PEER_ARCH`) that pads its input to a multiple of 8 (reflect) and crops back."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    if PEER_ARCH in ARCH_REGISTRY:
+        return
+    spec = importlib.util.spec_from_file_location('deepspg_proof_peer', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Padded(torch.nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            self.net = module.RetinexFormer(**kwargs)
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            x = torch.nn.functional.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode='reflect')
+            return self.net(x)[..., :h, :w]
+
+    ARCH_REGISTRY._do_register(PEER_ARCH, Padded)
+
+
 #: Inference levers evaluated on the input-prior networks: name -> (``prior`` options set for the
 #: evaluation, C2F pass on).
 LEVERS = {'prior at 0.5x': ({'seg_scale': 0.5}, True), 'no C2F pass': ({}, False)}
@@ -213,8 +247,10 @@ def evaluate(model, pairs, source, prior_opt=None, c2f=True):
 
 def run_job(name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False):
     """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`)."""
-    extra, source = VARIANTS[name]
+    extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
     opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
+    if name == PEER:
+        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
     model, l_pix, seconds = train(opt, batches, seed)
@@ -284,7 +320,7 @@ def report(rep, rows, args, input_db):
     )
     rep()
     table = []
-    for name in VARIANTS:
+    for name in [*VARIANTS, PEER]:
         runs = by.get(name)
         if not runs:
             continue
@@ -378,6 +414,7 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='default: all')
     parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
+    parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
     parser.add_argument('--out', help="folder of the jobs' JSON files (default: results/semantic_proof/<prior>)")
     parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --out')
@@ -398,6 +435,9 @@ def main():
     data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
     chosen = args.variants or list(VARIANTS)  # the main table's variants first, for every seed
     groups = ([v for v in chosen if v in MAIN_VARIANTS], [v for v in chosen if v not in MAIN_VARIANTS])
+    if args.retinexformer:
+        register_peer(args.retinexformer)
+        groups += ([PEER],)
     jobs = [(v, s) for group in groups for s in args.seeds for v in group]
     index, count = (int(v) for v in args.shard.split('/'))
     for k, (name, seed) in enumerate(jobs):
