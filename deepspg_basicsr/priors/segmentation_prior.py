@@ -131,7 +131,7 @@ class SegmentationPrior(nn.Module):
             logger.warning(
                 '!!! SEMANTIC PRIOR %s HAS RANDOM WEIGHTS: no checkpoint given. Its features and '
                 'segmentation are meaningless; results are NOT comparable to the paper. Set '
-                'prior.seg_checkpoint to the MMSegmentation checkpoint file. !!!',
+                'prior.seg_checkpoint to its checkpoint file (MMSegmentation, or a published ESPNetv2 file). !!!',
                 config,
             )
         else:
