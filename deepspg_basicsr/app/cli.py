@@ -33,6 +33,7 @@ def parse_args(argv=None):
     )
     parser.add_argument('--port', type=int, default=7860, help='port (default: %(default)s)')
     parser.add_argument('--tile', type=int, default=0, help='initial tile size on the page; 0: whole images')
+    parser.add_argument('--overlap', type=int, default=None, help='minimum overlap of tiles (default 64)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='default: cuda if available')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (torch / onnxruntime); 0: default')
     parser.add_argument(
@@ -42,8 +43,8 @@ def parse_args(argv=None):
         help='GB an image may need; larger ones are refused with a tile size to use (default: half the memory)',
     )
     args = parser.parse_args(argv)
-    if args.tile < 0 or args.threads < 0 or args.memory_limit < 0:
-        parser.error('--tile, --threads and --memory-limit must be >= 0')
+    if args.tile < 0 or args.threads < 0 or args.memory_limit < 0 or (args.overlap or 0) < 0:
+        parser.error('--tile, --overlap, --threads and --memory-limit must be >= 0')
     if not 0 < args.port < 65536:
         parser.error(f'--port must be in 1..65535, got {args.port}')
     return args
@@ -81,6 +82,7 @@ def main(argv=None):
         threads=args.threads,
         memory_limit=args.memory_limit * GB,
         seg_checkpoint=args.seg_checkpoint,
+        overlap=args.overlap,
     )
     if args.opt or args.onnx:
         try:

@@ -210,6 +210,7 @@ class AppSession:
         memory_limit (float): Bytes an image may need (:func:`memory_estimate`); a larger one is
             refused with a tile size to use. Default: half the machine's memory (4 GiB if unknown).
         seg_checkpoint (str | None): Segmentation prior checkpoint, overriding the option file's.
+        overlap (int | None): Minimum overlap of tiles; None: ``deepspg-enhance``'s default (64).
     """
 
     def __init__(
@@ -222,12 +223,14 @@ class AppSession:
         threads=0,
         memory_limit=None,
         seg_checkpoint=None,
+        overlap=None,
     ):
         self.output = os.path.abspath(output)
         self.defaults = {'opt': opt or '', 'weights': weights or '', 'onnx': onnx or ''}
         self.device_name = device
         self.threads = threads
         self.seg_checkpoint = seg_checkpoint
+        self.overlap = overlap
         self.memory_limit = memory_limit if memory_limit else default_memory_limit()
         self.model = self.args = self.device = None
         self._key = None
@@ -260,6 +263,7 @@ class AppSession:
                 'device': self.device_name,
                 'threads': self.threads,
                 'seg_checkpoint': self.seg_checkpoint,
+                'overlap': self.overlap,
             }
             source = f'the ONNX model {onnx}' if onnx else f'option file {opt or "(none)"}, checkpoint '
             source += '' if onnx else (weights or '(path.pretrain_network_g of the option file)')
@@ -407,11 +411,17 @@ class AppSession:
             raise AppError(f'Tile size must be 0 (whole image) or positive, got {tile}')
         args = copy.copy(self.args)
         args.tile = tile
+        align = E.model_align(self.model)
+        if tile and tile // align * align - args.overlap < align:
+            raise AppError(
+                f'Tile size {tile} is too small: tiles overlap by {args.overlap} pixels (deepspg-app --overlap), '
+                f'so use at least {args.overlap + align}, e.g. 256 or 512'
+            )
         try:
             problem = E.check_args(args)
             if problem:
                 raise E.EnhanceError(problem)
-            E.check_tile(args, E.model_align(self.model))
+            E.check_tile(args, align)
         except E.EnhanceError as err:
             raise AppError(str(err).replace('--tile', 'Tile size')) from err
         return args
