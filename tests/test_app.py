@@ -165,7 +165,7 @@ def test_bad_photos_and_model_files_get_clear_messages(setup, tmp_path):
 
 def test_command_line_serves_on_loopback_by_default():
     args = cli.parse_args([])
-    assert args.host == '127.0.0.1' and args.port == 7860 and args.output == 'app_results'
+    assert args.host == '127.0.0.1' and args.port == 7860 and args.output == 'results/deepspg_app'
     with pytest.raises(SystemExit):
         cli.parse_args(['--port', '0'])
     with pytest.raises(SystemExit):

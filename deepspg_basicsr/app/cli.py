@@ -2,7 +2,7 @@
 
 Usage::
 
-    deepspg-app -opt options/test_DeepSPG_demo.yml [--weights net_g.pth] [--port 7860] [--output app_results]
+    deepspg-app -opt options/test_DeepSPG_demo.yml [--weights net_g.pth] [--port 7860] [--output results/deepspg_app]
     deepspg-app --onnx deepspg.onnx
     python -m deepspg_basicsr.app ...
 
@@ -26,7 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('--onnx', help='a model written by deepspg-export (ONNX Runtime backend) instead')
     parser.add_argument('--seg-checkpoint', help='segmentation prior checkpoint; overrides prior.seg_checkpoint')
     parser.add_argument(
-        '--output', '-o', default='app_results', help='folder for every file written (default: %(default)s)'
+        '--output', '-o', default='results/deepspg_app', help='folder for every file written (default: %(default)s)'
     )
     parser.add_argument(
         '--host', default='127.0.0.1', help='address to serve on (default: %(default)s, this machine only)'
