@@ -170,3 +170,24 @@ def test_command_line_serves_on_loopback_by_default():
         cli.parse_args(['--port', '0'])
     with pytest.raises(SystemExit):
         cli.parse_args(['--tile', '-1'])
+
+
+def test_an_exported_onnx_model_gives_deepspg_enhance_onnxruntime_output(setup, tmp_path):
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    from deepspg_basicsr import export as X
+
+    root, _, _ = setup
+    onnx_path = str(tmp_path / 'm.onnx')
+    assert X.main(['-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth'), '--output', onnx_path]) == 0
+    app = S.AppSession(tmp_path / 'out', device='cpu')
+    status = app.load('', '', onnx_path)
+    assert 'ONNX Runtime (CPUExecutionProvider)' in status and 'THE SEMANTIC PRIOR HAS RANDOM WEIGHTS' in status
+    photo = tmp_path / 'dark.png'
+    write_demo_photo(photo, size=(52, 68))
+    res = app.enhance_photo(str(photo), app.new_run_folder())
+    cli = ['--backend', 'onnxruntime', '--onnx', onnx_path, '--device', 'cpu', '--no-progress']
+    assert E.main([str(photo), *cli, '--output', str(tmp_path / 'cli')]) == 0
+    want = cv2.imread(str(tmp_path / 'cli' / 'dark.png'), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(cv2.imread(res.download, cv2.IMREAD_UNCHANGED), want)
+    assert res.illumination is not None and res.segmentation is None and 'needs the torch backend' in res.legend

@@ -46,6 +46,10 @@ TILE_CHOICES = (1024, 768, 512, 384, 256)
 #: Longer side of the previews shown on the page (the downloads keep the full size).
 PREVIEW_SIDE = 1600
 GB = 2**30
+NO_SEGMENTATION = (
+    '<p>No segmentation: it needs the torch backend with a segmentation prior (an option file and a '
+    'checkpoint, not an exported ONNX model).</p>'
+)
 MISMATCH_HINT = (
     '. The checkpoint was trained with another network_g / prior: choose the option file it was trained with'
 )
@@ -397,7 +401,9 @@ class AppSession:
             result.illumination = _preview(res['illumination'], f'{view}_illumination.png')
             result.reflectance = _preview(res['reflectance'].clamp(0, 1), f'{view}_reflectance.png')
         prior = getattr(self.model, 'seg_prior', None)
-        if prior is not None:
+        if prior is None:
+            result.legend = NO_SEGMENTATION
+        else:
             classes = E.segment_image(self.model, x, args.prior_size)
             overlay = E.colour_overlay(classes, res['out'], prior.num_classes)
             result.segmentation = _preview(overlay, f'{view}_segmentation.png')
