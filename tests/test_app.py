@@ -125,7 +125,7 @@ def test_photos_equal_deepspg_enhance_output_and_keep_16_bit_and_alpha(setup, tm
     assert text.startswith('> ⚠️ **THE SEMANTIC PRIOR HAS RANDOM WEIGHTS')
 
 
-def test_bad_photos_and_model_files_get_clear_messages(setup, tmp_path):
+def test_bad_photos_and_model_files_get_clear_messages(setup, tmp_path, monkeypatch):
     root, app, _ = setup
     run = app.new_run_folder()
     (tmp_path / 'holiday.jpg').write_bytes(b'this is a text file')
@@ -137,6 +137,10 @@ def test_bad_photos_and_model_files_get_clear_messages(setup, tmp_path):
     cv2.imwrite(str(big), np.zeros((400, 600, 3), np.uint8))
     limit = app.memory_limit
     app.memory_limit = S.memory_estimate(400, 600, 256)  # 256 fits, the whole image does not
+    from PIL import Image
+
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)  # Pillow's own bound must not hide the size
+    assert S.image_size(str(big)) == (400, 600) and Image.MAX_IMAGE_PIXELS == 1000
     try:
         with pytest.raises(S.AppError) as err:
             app.enhance_photo(str(big), run)

@@ -90,15 +90,17 @@ def image_size(path):
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with gradio
         return None
+    limit = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         try:
+            Image.MAX_IMAGE_PIXELS = None  # only the header is read: Pillow's bound is the app's to apply
             with Image.open(path) as img:
                 width, height = img.size
-        except Image.DecompressionBombError:
-            return (2**16, 2**16)  # over Pillow's own bound (179 megapixels): far above any memory bound
         except Exception:  # noqa: BLE001 - unknown or corrupt: left to OpenCV's decoder and its message
             return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
     return height, width
 
 

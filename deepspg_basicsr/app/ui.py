@@ -88,7 +88,15 @@ def build_demo(session, tile=0):
         files = [f for f in (files or []) if f]
         if not files:
             return ('Upload one or more photos first.', gr.update(choices=[], value=None), {}, None) + empty
-        run = session.new_run_folder()
+        try:
+            run = session.new_run_folder()
+        except OSError as err:
+            return (
+                f'**Failed:** cannot write into {session.output}: {err}',
+                gr.update(choices=[], value=None),
+                {},
+                None,
+            ) + empty
         done, failures = [], []
         for i, path in enumerate(files):
             name = os.path.basename(path)
