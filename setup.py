@@ -58,12 +58,28 @@ INSTALL_REQUIRES = [
     'setuptools<81',
 ]
 
+# deepspg-app: the version whose page the browser test drives (checked offline, analytics off).
+GRADIO = 'gradio==6.31.0'
+
 EXTRAS_REQUIRE = {
-    'test': ['pytest>=7', 'hypothesis>=6', 'ruff>=0.5', 'fvcore', 'onnx', 'onnxruntime', 'onnxscript'],
+    # tests/test_app_browser.py also needs Debian's chromium + chromium-driver (.ci/run installs them)
+    'test': [
+        'pytest>=7',
+        'hypothesis>=6',
+        'ruff>=0.5',
+        'fvcore',
+        'onnx',
+        'onnxruntime',
+        'onnxscript',
+        GRADIO,
+        'selenium>=4.20,<5',
+    ],
     'bench': ['fvcore', 'psutil', 'matplotlib'],
     # deepspg-export (torch.onnx.export with dynamo=True needs onnxscript) and --backend onnxruntime;
     # use onnxruntime-gpu instead of onnxruntime for CUDA.
     'deploy': ['onnx', 'onnxruntime', 'onnxscript'],
+    # deepspg-app, the local web page
+    'app': [GRADIO],
 }
 
 setup(
@@ -84,6 +100,7 @@ setup(
             'deepspg-test=deepspg_basicsr.test:main',
             'deepspg-enhance=deepspg_basicsr.enhance:main',
             'deepspg-export=deepspg_basicsr.export:main',
+            'deepspg-app=deepspg_basicsr.app.cli:main',
         ]
     },
     classifiers=[

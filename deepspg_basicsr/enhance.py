@@ -45,11 +45,24 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from .utils.class_names import seg_palette
 from .utils.image_io import ImageRecord, read_image, write_image
 from .utils.self_ensemble import self_ensemble
 from .utils.tiling import tiled_forward
 
-__all__ = ['main', 'build_enhancer', 'collect_inputs', 'enhance_tensor', 'seg_palette', 'crop_features']
+__all__ = [
+    'main',
+    'build_enhancer',
+    'load_model',
+    'default_args',
+    'collect_inputs',
+    'enhance_tensor',
+    'run_enhancer',
+    'segment_image',
+    'colour_overlay',
+    'seg_palette',
+    'crop_features',
+]
 
 #: Extensions of the files taken from an input folder (what OpenCV decodes).
 IMAGE_EXTENSIONS = (
@@ -317,7 +330,16 @@ def crop_features(feats, box, image_size):
 
 
 def enhance_tensor(
-    model, x, tile=0, overlap=64, self_ens=False, maps=False, prior_global=False, prior_size=1024, device=None
+    model,
+    x,
+    tile=0,
+    overlap=64,
+    self_ens=False,
+    maps=False,
+    prior_global=False,
+    prior_size=1024,
+    device=None,
+    progress=None,
 ):
     """Enhance one image, whole or in tiles.
 
@@ -333,24 +355,37 @@ def enhance_tensor(
             each tile). Default: False.
         prior_size (int): Longer side of the downscaled image of ``prior_global``. Default: 1024.
         device (torch.device | None): Where the network runs. Default: the model's device.
+        progress (callable | None): Called as ``progress(done, total)`` after each tile (with
+            ``prior_global`` and C2F the two tiled passes count as one run of ``2 * tiles``).
+            Default: None.
 
     Returns:
         dict[str, Tensor]: ``out`` (1, 3, H, W) clamped to [0, 1], and with ``maps``
         ``illumination`` and ``reflectance`` (1, 3, H, W), float32 on the CPU.
     """
     if hasattr(model, 'enhance_tensor'):  # another backend (deploy.OrtEnhancer)
-        return model.enhance_tensor(x, tile=tile, overlap=overlap, self_ens=self_ens, maps=maps)
+        return model.enhance_tensor(x, tile=tile, overlap=overlap, self_ens=self_ens, maps=maps, progress=progress)
     device = device or model.device
     net = model.get_bare_model(model.net_g)
     dtype = next(net.parameters()).dtype
     align = int(getattr(net, 'down_factor', 1))
     uses_prior = bool(getattr(net, 'use_semantics', False))
     whole = tile <= 0 or max(x.shape[-2:]) <= tile
+    passes = 2 if prior_global and uses_prior and getattr(net, 'c2f', False) else 1
+    passes_done = []
+
+    def report(done, total):
+        if progress is not None:
+            progress(len(passes_done) * total + done, passes * total)
 
     def tiled(fn, with_box=False):
         if whole:  # exactly the untiled computation (no alignment padding)
-            return fn(x, (0, 0) + tuple(x.shape[-2:])) if with_box else fn(x)
-        return tiled_forward(fn, x, tile, overlap, align=align, with_box=with_box)
+            res = fn(x, (0, 0) + tuple(x.shape[-2:])) if with_box else fn(x)
+            report(1, 1)
+        else:
+            res = tiled_forward(fn, x, tile, overlap, align=align, with_box=with_box, progress=report)
+        passes_done.append(True)
+        return res
 
     def run(t, feats=None):
         """One tile on the device: the prior on the tile and C2F, or one pass with ``feats``."""
@@ -392,36 +427,64 @@ def enhance_tensor(
 
 
 # ---- pictures ----------------------------------------------------------------------------------
-def seg_palette(num_classes=150):
-    """A fixed palette of ``num_classes`` distinct colours (golden-angle hues, 3 lightness levels).
+def segment_image(model, x, prior_size=1024):
+    """The prior's segmentation of ``x``: run on it downscaled to ``prior_size``, classes
+    upsampled (nearest) to ``x``'s size.
+
+    Args:
+        model (DeepSPGModel): From :func:`build_enhancer`, with a segmentation prior.
+        x (Tensor): Low-light RGB (1, 3, H, W) in [0, 1], on the CPU.
+        prior_size (int): Longer side the prior sees. Default: 1024.
 
     Returns:
-        Tensor: (num_classes, 3) float32 RGB in [0, 1]; the same on every run.
+        Tensor: Class indices (1, H, W), int64, on the CPU.
     """
-    import colorsys
-
-    colours = []
-    for i in range(num_classes):
-        hue = (i * 0.618033988749895) % 1.0
-        sat = (0.95, 0.65, 0.8)[i % 3]
-        val = (0.95, 0.75, 0.55)[(i // 3) % 3]
-        colours.append(colorsys.hsv_to_rgb(hue, sat, val))
-    return torch.tensor(colours, dtype=torch.float32)
-
-
-def segmentation_overlay(model, x, out, prior_size=1024, alpha=0.5):
-    """The prior's segmentation of ``x`` (run on it downscaled to ``prior_size``, classes
-    upsampled nearest) in palette colours, blended over ``out`` (both (1, 3, H, W), CPU)."""
     dtype = next(model.seg_prior.parameters()).dtype
     with torch.no_grad():
         classes = model.seg_prior.segment(_downscale(x, prior_size).to(model.device, dtype))
-    classes = F.interpolate(classes[:, None].float(), size=x.shape[-2:], mode='nearest')[:, 0].long().cpu()
-    colours = seg_palette(model.seg_prior.num_classes)[classes].permute(0, 3, 1, 2)
+    return F.interpolate(classes[:, None].float(), size=x.shape[-2:], mode='nearest')[:, 0].long().cpu()
+
+
+def colour_overlay(classes, out, num_classes, alpha=0.5):
+    """Class indices (1, H, W) in :func:`seg_palette` colours blended over ``out`` (1, 3, H, W)."""
+    colours = seg_palette(num_classes)[classes].permute(0, 3, 1, 2)
     return (1 - alpha) * out + alpha * colours
+
+
+def segmentation_overlay(model, x, out, prior_size=1024, alpha=0.5):
+    """The prior's segmentation of ``x`` (:func:`segment_image`) in palette colours, blended over
+    ``out`` (both (1, 3, H, W), CPU)."""
+    return colour_overlay(segment_image(model, x, prior_size), out, model.seg_prior.num_classes, alpha)
 
 
 def _picture_path(output, folder, stem, suffix=''):
     return os.path.join(output, folder, f'{stem}{suffix}.png')
+
+
+def run_enhancer(model, x, args, device=None, progress=None):
+    """:func:`enhance_tensor` with the command line's options ``args`` (tiles, overlap,
+    self-ensemble, ``--save-maps``, ``--prior-global``, ``--prior-size``): what
+    ``deepspg-enhance`` and ``deepspg-app`` compute for one image.
+
+    Args:
+        model: From :func:`load_model`.
+        x (Tensor): Low-light RGB (1, 3, H, W) float32 in [0, 1], on the CPU.
+        args (argparse.Namespace): From :func:`parse_args` or :func:`default_args`.
+        device (torch.device | None): Where the network runs. Default: the model's device.
+        progress (callable | None): ``progress(done, total)`` per tile. Default: None.
+    """
+    return enhance_tensor(
+        model,
+        x,
+        tile=args.tile,
+        overlap=args.overlap,
+        self_ens=args.self_ensemble,
+        maps=args.save_maps,
+        prior_global=args.prior_global,
+        prior_size=args.prior_size,
+        device=device,
+        progress=progress,
+    )
 
 
 def process_file(model, path, args, device, stem=None):
@@ -432,17 +495,7 @@ def process_file(model, path, args, device, stem=None):
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
         raise EnhanceError('the output would overwrite the input; choose another --output folder')
     x, record = read_image(path)
-    res = enhance_tensor(
-        model,
-        x,
-        tile=args.tile,
-        overlap=args.overlap,
-        self_ens=args.self_ensemble,
-        maps=args.save_maps,
-        prior_global=args.prior_global,
-        prior_size=args.prior_size,
-        device=device,
-    )
+    res = run_enhancer(model, x, args, device)
     write_image(out_path, res['out'], record)
     stem = os.path.splitext(name)[0] if stem is None else stem
     rgb8 = ImageRecord()
@@ -465,7 +518,8 @@ def _describe(err):
 
 
 # ---- command line --------------------------------------------------------------------------------
-def parse_args(argv=None):
+def build_parser():
+    """The ``deepspg-enhance`` argument parser."""
     parser = argparse.ArgumentParser(
         prog='deepspg-enhance',
         description='Enhance low-light images with DeepSPG (files, folders or glob patterns).',
@@ -505,21 +559,63 @@ def parse_args(argv=None):
     )
     parser.add_argument('--onnx', help='with --backend onnxruntime: the model written by deepspg-export')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (torch / onnxruntime); 0: default')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def default_args(output, **options):
+    """The enhancer's options as the command line gives them by default, with ``options`` set
+    (for callers other than the command line, e.g. ``deepspg-app``).
+
+    Args:
+        output (str): The output folder (``--output``).
+        **options: Attributes of :func:`parse_args`'s namespace, e.g. ``opt``, ``weights``,
+            ``tile``, ``save_maps``, ``backend``, ``onnx``.
+
+    Returns:
+        argparse.Namespace: Checked as :func:`parse_args` checks the command line.
+
+    Raises:
+        EnhanceError: naming the option, for a value the command line would refuse.
+    """
+    parser = build_parser()
+    args = parser.parse_args(['<inputs>', '--output', output])
+    unknown = sorted(set(options) - set(vars(args)))
+    if unknown:
+        raise TypeError(f'unknown enhancer option(s) {unknown}')
+    vars(args).update(options)
+    problem = check_args(args)
+    if problem:
+        raise EnhanceError(problem)
+    return args
+
+
+def check_args(args):
+    """The problem with the options ``args`` (a message naming the flag), or None; fills
+    ``args.overlap`` (default 64) and ``args.overlap_is_default``."""
     if (args.backend == 'onnxruntime') != bool(args.onnx):
-        parser.error('--backend onnxruntime and --onnx FILE go together')
+        return '--backend onnxruntime and --onnx FILE go together'
     if args.threads < 0:
-        parser.error('--threads must be >= 0')
-    args.overlap_is_default = args.overlap is None
-    if args.overlap_is_default:
+        return '--threads must be >= 0'
+    args.overlap_is_default = args.overlap is None or getattr(args, 'overlap_is_default', False)
+    if args.overlap is None:
         args.overlap = OVERLAP_DEFAULT
     overlap = f'--overlap {args.overlap}' + (' (the default)' if args.overlap_is_default else '')
     if args.tile < 0 or args.overlap < 0:
-        parser.error(f'need --tile >= 0 and --overlap >= 0, got --tile {args.tile}, {overlap}')
+        return f'need --tile >= 0 and --overlap >= 0, got --tile {args.tile}, {overlap}'
     if args.tile and args.overlap >= args.tile:
-        parser.error(f'--tile {args.tile} must be larger than {overlap}; pass a smaller --overlap or a larger --tile')
+        return f'--tile {args.tile} must be larger than {overlap}; pass a smaller --overlap or a larger --tile'
     if args.prior_size < 16:
-        parser.error('--prior-size must be at least 16')
+        return '--prior-size must be at least 16'
+    return None
+
+
+def parse_args(argv=None):
+    """Parse and check the command line (errors exit with status 2, as argparse does)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        parser.error(problem)
     return args
 
 
@@ -531,6 +627,43 @@ def resolve_device(name, half):
     if half and name != 'cuda':
         raise EnhanceError('--half runs fp16 on CUDA only; on the CPU drop --half (fp32)')
     return torch.device(name)
+
+
+def check_tile(args, align):
+    """Raise :class:`EnhanceError` when ``args.tile``, rounded down to a multiple of ``align`` (the
+    network's down-sampling factor), does not exceed ``args.overlap`` by at least ``align``."""
+    if args.tile and args.tile // align * align - args.overlap < align:
+        default = ' (the default)' if getattr(args, 'overlap_is_default', False) else ''
+        raise EnhanceError(
+            f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
+            f'exceed --overlap {args.overlap}{default} by at least {align}'
+        )
+
+
+def model_align(model):
+    """The down-sampling factor tiles are aligned to (torch model or ONNX Runtime backend)."""
+    if hasattr(model, 'enhance_tensor'):  # deploy.OrtEnhancer
+        return model.align
+    return int(getattr(model.get_bare_model(model.net_g), 'down_factor', 1))
+
+
+def load_model(args, device):
+    """The enhancer ``args`` ask for: the ONNX Runtime backend for ``--backend onnxruntime``, else
+    the PyTorch model (:func:`build_enhancer`), checked against ``--save-seg``, ``--save-maps`` and
+    ``--tile``.
+
+    Raises:
+        EnhanceError: naming the option the model cannot serve (``CheckpointError`` and
+            ``OSError`` for unreadable or mismatching files).
+    """
+    model = build_ort_enhancer(args) if args.backend == 'onnxruntime' else build_enhancer(args, device)
+    net = model.get_bare_model(model.net_g) if args.backend == 'torch' else None
+    if args.save_seg and model.seg_prior is None:
+        raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
+    if args.save_maps and net is not None and not hasattr(net, 'illumination'):
+        raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
+    check_tile(args, model_align(model))
+    return model
 
 
 def main(argv=None):
@@ -552,19 +685,7 @@ def main(argv=None):
         check_output_folder(files, args, stems)
         if args.threads and args.backend == 'torch':
             torch.set_num_threads(args.threads)
-        model = build_ort_enhancer(args) if args.backend == 'onnxruntime' else build_enhancer(args, device)
-        net = model.get_bare_model(model.net_g) if args.backend == 'torch' else None
-        if args.save_seg and model.seg_prior is None:
-            raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
-        if args.save_maps and net is not None and not hasattr(net, 'illumination'):
-            raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
-        align = int(getattr(net, 'down_factor', 1)) if net is not None else model.align
-        if args.tile and args.tile // align * align - args.overlap < align:
-            default = ' (the default)' if getattr(args, 'overlap_is_default', False) else ''
-            raise EnhanceError(
-                f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
-                f'exceed --overlap {args.overlap}{default} by at least {align}'
-            )
+        model = load_model(args, device)
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:

@@ -60,3 +60,20 @@ def write_test_option_file(root):
     opt = {'model_type': 'DeepSPGModel', 'network_g': BASE_TRAIN_OPT['network_g'], 'prior': {'seg_config': LIGHT_SEG}}
     (root / 'test.yml').write_text(yaml.safe_dump(opt))
     return model
+
+
+def write_demo_photo(path, size=(96, 128), seed=0):
+    """Write a low-light photo as the demo data makes them (scikit-image's astronaut, darkened by
+    :func:`deepspg_basicsr.data.demo_data.darken`), ``size`` = (h, w), 8-bit PNG; return it (BGR)."""
+    import os
+
+    from deepspg_basicsr.data.demo_data import darken, skimage_data_dir
+
+    import cv2
+    import numpy as np
+
+    photo = cv2.imread(os.path.join(skimage_data_dir(), 'astronaut.png'), cv2.IMREAD_COLOR)
+    photo = cv2.resize(photo, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    low, _ = darken(photo, np.random.default_rng(seed))
+    assert cv2.imwrite(str(path), low)
+    return low

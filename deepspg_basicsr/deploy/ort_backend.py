@@ -128,7 +128,7 @@ class OrtEnhancer:
         """(1, 3, H, W) in [0, 1] -> (1, 9, H, W): out, illumination, reflectance (not clamped)."""
         return torch.cat(self.session.run(x), dim=1)
 
-    def enhance_tensor(self, x, tile=0, overlap=64, self_ens=False, maps=False, **_):
+    def enhance_tensor(self, x, tile=0, overlap=64, self_ens=False, maps=False, progress=None, **_):
         """As :func:`deepspg_basicsr.enhance.enhance_tensor` (the prior runs per tile)."""
 
         def per_tile(t):
@@ -136,8 +136,10 @@ class OrtEnhancer:
 
         if tile <= 0 or max(x.shape[-2:]) <= tile:
             res = per_tile(x)
+            if progress is not None:
+                progress(1, 1)
         else:
-            res = tiled_forward(per_tile, x, tile, overlap, align=self.align)
+            res = tiled_forward(per_tile, x, tile, overlap, align=self.align, progress=progress)
         out = {'out': res[:, :3].clamp_(0, 1)}
         if maps:
             out['illumination'], out['reflectance'] = res[:, 3:6], res[:, 6:9]

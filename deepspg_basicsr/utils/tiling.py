@@ -153,7 +153,7 @@ def _pair(value, name):
     return pair
 
 
-def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box=False):
+def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box=False, progress=None):
     """Run ``fn`` on overlapping tiles of ``x`` and blend them without seams.
 
     Tiles lie on a grid (see :func:`axis_tiles` for one axis); each tile is reflect-padded to a
@@ -197,6 +197,8 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box
         with_box (bool): Call ``fn(tile, box)`` with ``box = (top, left, height, width)``, the
             tile's place in ``x`` (in the padded image when ``align > 1``), e.g. to crop
             features computed on the whole image. Default: False.
+        progress (callable | None): Called as ``progress(done, total)`` after each tile (once,
+            ``(1, 1)``, when the image fits in one tile). Default: None.
 
     Returns:
         Tensor: Shape (B, C_out, H, W), dtype of ``fn``'s output.
@@ -218,11 +220,14 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box
     x, size = pad_to_multiple(x, align)
     height, width = x.shape[-2:]
     if height <= tile_h and width <= tile_w:
-        return crop_to(_run_padded(fn, x, pad_multiple, (0, 0, height, width) if with_box else None), *size)
+        out = crop_to(_run_padded(fn, x, pad_multiple, (0, 0, height, width) if with_box else None), *size)
+        if progress is not None:
+            progress(1, 1)
+        return out
 
     rows = axis_tiles(height, tile_h, overlap_h, align)
     cols = axis_tiles(width, tile_w, overlap_w, align)
-    out = None
+    out, done, total = None, 0, len(rows) * len(cols)
     for top, win_y in rows:
         for left, win_x in cols:
             size_y, size_x = win_y.numel(), win_x.numel()
@@ -235,4 +240,7 @@ def tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=1, align=1, with_box
             weight = (win_y[:, None] * win_x[None, :]).to(device=y.device, dtype=acc_dtype)
             out[..., top : top + size_y, left : left + size_x].addcmul_(y.to(acc_dtype), weight)
             del y
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return crop_to(out.to(out_dtype), *size)
