@@ -245,8 +245,11 @@ def evaluate(model, pairs, source, prior_opt=None, c2f=True):
     return {'psnr': float(psnr), 'ssim': float(ssim), 'psnr_gt_mean': float(psnr_gt_mean)}
 
 
-def run_job(name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False):
-    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`)."""
+def run_job(
+    name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False, save=None
+):
+    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`);
+    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``)."""
     extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
     opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
     if name == PEER:
@@ -254,6 +257,8 @@ def run_job(name, seed, root, iters, prior='demo', seg_checkpoint=None, data=Non
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
     model, l_pix, seconds = train(opt, batches, seed)
+    if save:
+        torch.save({'params': model.net_g.state_dict()}, save)
     row = {
         'variant': name,
         'seed': seed,
@@ -444,7 +449,8 @@ def main():
         path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
         if args.report_only or k % count != index or os.path.exists(path):
             continue
-        row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network)
+        weights = path[: -len('.json')] + '.pth'
+        row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network, save=weights)
         row['command'] = args.command
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
