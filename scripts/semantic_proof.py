@@ -245,6 +245,35 @@ def evaluate(model, pairs, source, prior_opt=None, c2f=True):
     return {'psnr': float(psnr), 'ssim': float(ssim), 'psnr_gt_mean': float(psnr_gt_mean)}
 
 
+def tiled_features(features, x, tile):
+    """SEM features of ``x`` with the prior run on ``tile`` x ``tile`` pieces, as it sees training crops
+    (the image reflect-padded to a multiple of ``tile``, each level's pieces stitched, cropped back to
+    ``ceil(size / stride)``). ``features(piece)``: the prior's feature list of one piece; ``tile`` a
+    multiple of the prior's largest stride."""
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (0, (-w) % tile, 0, (-h) % tile), mode='reflect')
+    rows = []
+    for y in range(0, padded.shape[-2], tile):
+        pieces = [features(padded[..., y : y + tile, x0 : x0 + tile]) for x0 in range(0, padded.shape[-1], tile)]
+        rows.append([torch.cat(level, -1) for level in zip(*pieces)])
+    out = []
+    for level in zip(*rows):
+        f = torch.cat(level, -2)
+        stride = tile // level[0].shape[-2]
+        out.append(f[..., : -(-h // stride), : -(-w // stride)])
+    return out
+
+
+def evaluate_tiled_prior(model, pairs, tile):
+    """:func:`evaluate` (source ``input``, C2F on) with every prior pass run on ``tile``-sized pieces."""
+    whole = model.sem_features
+    model.sem_features = lambda x, scale=None: tiled_features(lambda t: whole(t, 1.0), x, tile)
+    try:
+        return evaluate(model, pairs, 'input')
+    finally:
+        del model.sem_features
+
+
 def run_job(
     name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False, save=None
 ):
@@ -363,10 +392,11 @@ def report(rep, rows, args, input_db):
     )
     lever_rows = []
     for name, runs in by.items():
-        for lever in LEVERS:
-            vals = [r['levers'][lever] for r in runs.values() if 'levers' in r]
+        names = sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str)
+        for lever in names:
+            vals = [r['levers'][lever] for r in runs.values() if lever in r.get('levers', {})]
             if vals:
-                full = [r['test']['psnr'] for r in runs.values() if 'levers' in r]
+                full = [r['test']['psnr'] for r in runs.values() if lever in r.get('levers', {})]
                 change = _fmt([v['psnr'] - f for v, f in zip(vals, full)])
                 lever_rows.append(
                     [name, lever, _fmt([v['psnr'] for v in vals]), change, _fmt([v['ssim'] for v in vals], 3)]
@@ -422,6 +452,11 @@ def main():
     parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
     parser.add_argument('--out', help="folder of the jobs' JSON files (default: results/semantic_proof/<prior>)")
     parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
+    parser.add_argument(
+        '--tiled-prior',
+        action='store_true',
+        help='evaluate the saved input-prior networks with the prior run on crop-sized pieces (as in training)',
+    )
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --out')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (default 1: a shared machine)')
     parser.add_argument('--json', help='also write the aggregated results to this JSON file')
@@ -457,6 +492,24 @@ def main():
             json.dump(row, f, indent=2)
         os.replace(tmp, path)
         print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
+    if args.tiled_prior:
+        for name, seed in jobs:
+            path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+            if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(path[:-5] + '.pth'):
+                continue
+            with open(path) as f:
+                row = json.load(f)
+            lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
+            if lever in row['levers']:
+                continue
+            opt = proof_options(args.iters, False, VARIANTS[name][0], network, args.prior, args.seg_checkpoint, data)
+            model = build(opt, seed=seed)
+            model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
+            row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)
+            with open(path + '.tmp', 'w') as f:
+                json.dump(row, f, indent=2)
+            os.replace(path + '.tmp', path)
+            print(f'[{name} seed {seed}, {lever}: {row["levers"][lever]}]', flush=True)
     rows = []
     for name, seed in jobs:
         path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
