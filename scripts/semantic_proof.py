@@ -455,7 +455,7 @@ def main():
     parser.add_argument(
         '--tiled-prior',
         action='store_true',
-        help='evaluate the saved input-prior networks with the prior run on crop-sized pieces (as in training)',
+        help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
     )
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --out')
     parser.add_argument('--threads', type=int, default=1, help='torch threads (default 1: a shared machine)')
@@ -482,7 +482,7 @@ def main():
     index, count = (int(v) for v in args.shard.split('/'))
     for k, (name, seed) in enumerate(jobs):
         path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
-        if args.report_only or k % count != index or os.path.exists(path):
+        if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
             continue
         weights = path[: -len('.json')] + '.pth'
         row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network, save=weights)
