@@ -84,6 +84,7 @@ setup(
             'deepspg-test=deepspg_basicsr.test:main',
             'deepspg-enhance=deepspg_basicsr.enhance:main',
             'deepspg-export=deepspg_basicsr.export:main',
+            'deepspg-bench=deepspg_basicsr.bench.cli:main',
         ]
     },
     classifiers=[
