@@ -29,6 +29,7 @@ __all__ = [
     'devices',
     'sync',
     'peak_rss_mib',
+    'fmt_peak',
     'psnr',
     'test_image',
     'demo_images',
@@ -90,6 +91,13 @@ def peak_rss_mib():
     except (OSError, StopIteration):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+
+
+def fmt_peak(result):
+    """(peak MiB, increase over the post-build peak) as text, from a memory worker's result."""
+    if 'cuda_peak_mib' in result:
+        return f'{result["cuda_peak_mib"]:.0f}', ''
+    return f'{result["peak_rss_mib"]:.0f}', f'+{result["peak_rss_mib"] - result["rss_before_mib"]:.0f}'
 
 
 def psnr(a, b):
@@ -196,6 +204,7 @@ def build(opt, device=None, seed=0):
         seed (int): Seed of the enhancer's weights. Default: 0.
     """
     import deepspg_basicsr  # noqa: F401  (registration before basicsr builds)
+
     from basicsr.models import build_model
 
     if device is not None and device.type == 'cpu':

@@ -55,6 +55,7 @@ class Timings:
 
     def __init__(self, times):
         self.times = {k: list(v) for k, v in times.items()}
+        self.outputs = {}
 
     def __getitem__(self, name):
         return self.times[name]
@@ -108,7 +109,7 @@ def fmt_seconds(ts):
     return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
 
 
-def rounds(fns, repeats, warmup=1, device=None, before_each=None):
+def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=False):
     """Time callables in interleaved rounds.
 
     After ``warmup`` untimed calls of each, ``repeats`` rounds call each candidate once, in the
@@ -121,6 +122,8 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None):
         device (torch.device | None): Synchronised around each call when CUDA. Default: None.
         before_each (callable | None): Called untimed before each timed call with the name
             (e.g. to make a lazy session). Default: None.
+        keep_outputs (bool): Keep each candidate's return value of the last round in
+            ``Timings.outputs``. Default: False.
 
     Returns:
         Timings: The times by round.
@@ -130,17 +133,22 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None):
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
+    times, outputs = {name: [] for name in fns}, {}
+    for r in range(repeats):
         for name, fn in fns.items():
             if before_each is not None:
                 before_each(name)
             _sync(device)
             start = time.perf_counter()
-            fn()
+            out = fn()
             _sync(device)
             times[name].append(time.perf_counter() - start)
-    return Timings(times)
+            if keep_outputs and r == repeats - 1:
+                outputs[name] = out
+            del out
+    result = Timings(times)
+    result.outputs = outputs
+    return result
 
 
 def set_threads(threads):

@@ -333,5 +333,3 @@ def section_seg_scale(rep, args):
         'moves the output least, and that is what `fast` does.'
     )
     rep()
-
-

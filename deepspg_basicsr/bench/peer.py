@@ -88,7 +88,7 @@ def candidates(args, x):
 
 def run(rep, args):
     if not args.retinexformer:
-        raise SystemExit('peer: --retinexformer FILE is needed (Retinexformer\'s RetinexFormer_arch.py)')
+        raise SystemExit("peer: --retinexformer FILE is needed (Retinexformer's RetinexFormer_arch.py)")
     if args.quick:
         args.size, args.seg = '96x64', 'HRNet-W18-small'
     w, h = _size(args.size)
@@ -97,11 +97,12 @@ def run(rep, args):
     with torch.inference_mode():
         t = rounds({k: fn for k, (fn, _) in cands.items()}, args.repeats, warmup=1)
     fast = min((PEER_NCHW, PEER_CL), key=t.median)
+    layout = 'channels-last' if fast == PEER_CL else 'NCHW'
     rep.block('peer')
     rep(
         f'{w}x{h}, random weights, base preset, {args.seg} prior; every row timed in the same {args.repeats} '
         'interleaved rounds after one warm-up, under `torch.inference_mode`. Ratios: median of the per-round '
-        f'ratios (spread over the rounds), to the peer\'s faster layout ({"channels-last" if fast == PEER_CL else "NCHW"}'
+        f"ratios (spread over the rounds), to the peer's faster layout ({layout}"
         ' here) and to its NCHW run.'
     )
     rep()

@@ -15,8 +15,10 @@ from .common import PRESETS, SEG_CONFIGS
 
 #: Published sizes (M parameters, GFLOPs) of the presets (DeepSPG paper).
 PUBLISHED = {'base': (0.55, 6.91), 'large': (2.13, 26.03)}
-PRESET_OPTIONS = {name: f'num_feat: {kw["num_feat"]}, illum_feat: {kw["illum_feat"]}, num_blocks: [4, 3, 2]'
-                  for name, kw in PRESETS.items()}
+PRESET_OPTIONS = {
+    name: f'num_feat: {kw["num_feat"]}, illum_feat: {kw["illum_feat"]}, num_blocks: [4, 3, 2]'
+    for name, kw in PRESETS.items()
+}
 
 
 def add_arguments(parser):
