@@ -83,7 +83,7 @@ def run_section(section, argv=()):
         with open(args.out, 'w', encoding='utf-8') as f:
             f.write(rep.markdown())
     if args.json:
-        write_json(args.json, rep.data)
+        write_json(args.json, dict(rep.data, blocks=rep.texts()))
     if args.write_docs:
         written = update_docs(rep.texts(), doc_paths(args.docs_root or ROOT))
         for name, paths in written.items():
