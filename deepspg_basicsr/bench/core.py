@@ -99,7 +99,8 @@ class Timings:
         return f'{med:.2f}x' if len(rs) == 1 else f'{med:.2f}x ({min(rs):.2f}-{max(rs):.2f})'
 
     def to_json(self):
-        return {k: [round(v, 6) for v in ts] for k, ts in self.times.items()}
+        """Name -> seconds per round (full precision: ratios can be recomputed from them)."""
+        return {k: list(ts) for k, ts in self.times.items()}
 
 
 def fmt_seconds(ts):
