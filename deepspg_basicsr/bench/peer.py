@@ -20,6 +20,7 @@ from .core import rounds
 PEER_NCHW = 'Retinexformer LOL-v1, NCHW (as its repository runs it)'
 PEER_CL = 'Retinexformer LOL-v1, channels-last (weights and input)'
 PIPELINE = 'DeepSPG default pipeline (DeepSPGPipeline: prior BN folded + channels-last, C2F)'
+PIPELINE_NCHW = 'DeepSPG pipeline, enhancer NCHW (DeepSPGPipeline before 2026-12-03)'
 ENHANCE = 'DeepSPG default pipeline (DeepSPGModel.enhance, as deepspg-enhance / test)'
 RAW = 'DeepSPG raw (DeepSPG.forward, prior unfolded, NCHW)'
 ORT = 'DeepSPG default pipeline, ONNX Runtime fp32 (exported DeepSPGPipeline)'
@@ -58,6 +59,9 @@ def candidates(args, x):
         PIPELINE: (lambda: pipe(x), 'pad, prior on the input, encoder, decoder, prior on the coarse result, decoder'),
         ENHANCE: (lambda: model.enhance(net, x), 'the same, through the model (channels-last enhancer input)'),
     }
+    if not args.no_raw:
+        pipe_nchw = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, channels_last=False).eval()
+        out[PIPELINE_NCHW] = (lambda: pipe_nchw(x), 'the same with the enhancer in NCHW')
     if not args.no_raw:
         plain = build(model_options(args.seg, extra={'perf': {'channels_last': False, 'fold_prior_bn': False}}))
         plain_net = plain.get_bare_model(plain.net_g).eval()
