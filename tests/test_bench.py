@@ -245,3 +245,14 @@ def test_zero_ref_quick(tmp_path):
     _, data = _run('zero-ref', tmp_path, '--work', str(tmp_path / 'zr'))
     assert set(data['rows']) == {'input (low-light)', 'zero_ref', 'paired'}
     assert all(math.isfinite(v) for v in _finite_numbers(data['rows']))
+
+
+def test_a_busy_machine_with_several_threads_is_flagged():
+    machine = {'load_start': [3.0, 2.0, 1.0], 'logical_cores': 2, 'torch_threads': 2}
+    assert core.busy(machine)
+    assert not core.busy(dict(machine, torch_threads=1))
+    assert not core.busy(dict(machine, load_start=[0.4, 0.1, 0.1]))
+    assert not core.busy(dict(machine, load_start=[float('nan')] * 3))
+    rep = core.Report('peer', argv=[], machine=dict(core.machine_record(), **machine), quiet=True)
+    rep.block('peer')
+    assert 'The machine was busy' in rep.texts()['peer']

@@ -30,6 +30,7 @@ __all__ = [
     'set_threads',
     'machine_record',
     'load_average',
+    'busy',
     'Report',
     'markers',
     'replace_block',
@@ -218,6 +219,13 @@ def _fmt_load(v):
     return '/'.join(f'{x:.1f}' for x in v)
 
 
+def busy(machine):
+    """Whether a run recorded by :func:`machine_record` used more than one thread on a machine whose
+    1-minute load average was already at least half its cores."""
+    load = machine['load_start'][0]
+    return machine['torch_threads'] > 1 and math.isfinite(load) and load >= 0.5 * (machine['logical_cores'] or 1)
+
+
 def markers(name):
     """The begin / end marker lines of block ``name`` in a Markdown document."""
     return f'<!-- bench:{name}:begin -->', f'<!-- bench:{name}:end -->'
@@ -341,6 +349,12 @@ class Report:
             f'torch {m["torch"]} ({m["torch_threads"]} threads){ort}, python {m["python"]}; load average at the '
             f'start {_fmt_load(m["load_start"])} (1/5/15 min)._'
         )
+        if busy(m):
+            self(
+                f'_**The machine was busy** (1-min load {m["load_start"][0]:.1f} on {m["logical_cores"]} cores) '
+                f'and {m["torch_threads"]} threads were used: multi-threaded timings then depend on the load, '
+                'unevenly between networks (docs/BENCHMARKS.md, the peer section); `--threads 1` is stable there._'
+            )
         self()
 
     def table(self, header, rows):
