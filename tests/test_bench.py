@@ -256,3 +256,11 @@ def test_a_busy_machine_with_several_threads_is_flagged():
     rep = core.Report('peer', argv=[], machine=dict(core.machine_record(), **machine), quiet=True)
     rep.block('peer')
     assert 'The machine was busy' in rep.texts()['peer']
+
+
+def test_a_default_report_prints_lines_and_tables(capsys):
+    rep = core.Report()  # as a script uses it: lines and tables, printed as they come
+    rep('# T')
+    rep.table(['a'], [[1]])
+    out = capsys.readouterr().out
+    assert '# T' in out and '| a |\n|---|\n| 1 |' in out and '_Made by `deepspg-bench report' in out

@@ -303,13 +303,13 @@ class Report:
     """Markdown lines in named blocks, printed as they come, and a JSON record.
 
     Args:
-        section (str): The section's name (the first block's name).
+        section (str): The section's name (the first block's name). Default: ``report``.
         argv (list[str] | None): The command's arguments, for the header line. Default: ``sys.argv[1:]``.
         machine (dict | None): :func:`machine_record`. Default: made now.
         quiet (bool): Do not print. Default: False.
     """
 
-    def __init__(self, section, argv=None, machine=None, quiet=False):
+    def __init__(self, section='report', argv=None, machine=None, quiet=False):
         self.section = section
         self.command = 'deepspg-bench ' + shlex.join([section] + list(sys.argv[1:] if argv is None else argv))
         self.machine = machine if machine is not None else machine_record()
