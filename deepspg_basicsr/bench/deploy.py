@@ -536,6 +536,7 @@ def run(rep, args):
     rep.block('deploy')
     for line in report(args, results, trained).splitlines():
         rep(line)
+    rep()
     rep.block('deploy-summary')
     summary(rep, results)
     rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
