@@ -101,6 +101,7 @@ setup(
             'deepspg-enhance=deepspg_basicsr.enhance:main',
             'deepspg-export=deepspg_basicsr.export:main',
             'deepspg-app=deepspg_basicsr.app.cli:main',
+            'deepspg-bench=deepspg_basicsr.bench.cli:main',
         ]
     },
     classifiers=[

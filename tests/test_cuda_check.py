@@ -1,6 +1,6 @@
-"""scripts/cuda_check.py: its CPU dry run end to end (through scripts/cuda_check.sh), and its helpers."""
+"""The CUDA check (deepspg_basicsr/bench/cuda.py): its CPU dry run end to end (through scripts/cuda_check.sh),
+and its helpers."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deepspg_basicsr.bench import cuda as cuda_check
+
 from training_runs import env
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location('cuda_check', REPO / 'scripts' / 'cuda_check.py')
-cuda_check = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(cuda_check)
 
 
 def test_dry_run_end_to_end_writes_its_rows_between_the_markers(tmp_path):

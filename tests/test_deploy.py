@@ -183,3 +183,25 @@ def test_no_fold_bn_keeps_the_prior_batchnorms_and_still_matches(exported, tmp_p
     with torch.inference_mode():
         ref = model.enhance(model.net_g.eval(), x)
     assert float((ort_backend.OrtSession(str(out), threads=1).run(x)[0] - ref).abs().max()) <= PARITY_ATOL
+
+
+def test_pipeline_runs_the_enhancer_channels_last_eagerly_with_the_same_output(exported):
+    from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
+
+    _, model, _ = exported
+    net = model.get_bare_model(model.net_g).eval()
+    seen = []
+    nchw = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, channels_last=False).eval()
+    fast = DeepSPGPipeline(net, model.seg_prior, model.seg_branches).eval()  # auto: channels-last on the CPU
+    encode = net.encode
+    net.encode = lambda x: seen.append(x.is_contiguous(memory_format=torch.channels_last)) or encode(x)
+    try:
+        x = torch.rand(1, 3, 61, 87, generator=torch.Generator().manual_seed(3)) * 0.3
+        with torch.inference_mode():
+            a, b = nchw(x), fast(x)
+    finally:
+        del net.encode
+    assert seen == [False, True]
+    for u, v in zip(a, b):
+        assert u.shape == v.shape == (1, 3, 61, 87) and v.is_contiguous()
+        assert float((u - v).abs().max()) <= 1e-5

@@ -84,9 +84,9 @@ class DeepSPG(nn.Module):
     coarse result and the input is enhanced again with those features.
 
     Presets (fvcore at 1x3x256x256, GFLOPs = total / 1024**3, priors excluded; see
-    ``scripts/count_flops.py``): base ``num_feat: 16, illum_feat: 16`` (0.59 M parameters,
-    6.63 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.31 M,
-    25.63 G; published 2.13 M / 26.03 G). Without the SEM spatial path (``sem_spatial: false``):
+    ``deepspg-bench sizes``): base ``num_feat: 16, illum_feat: 16`` (0.59 M parameters,
+    6.48 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.31 M,
+    25.36 G; published 2.13 M / 26.03 G). Without the SEM spatial path (``sem_spatial: false``):
     0.58 M / 6.53 G and 2.26 M / 25.25 G.
 
     Args:

@@ -117,7 +117,7 @@ class SemanticEmbeddingModule(nn.Module):
     passes the semantics through the channel attention alone: its output at a pixel is a mix of
     the image's own value channels there, with weights that are one (C/h x C/h) matrix per head
     for the whole image, so what the prior says about a *place* cannot reach that place. Measured
-    (``scripts/semantic_proof.py``, ``docs/DEEPSPG.md``): without the spatial path, a prior run
+    (``deepspg-bench proof``, ``docs/DEEPSPG.md``): without the spatial path, a prior run
     on the ground truth (an oracle) did no better than no semantics at all. The modulation
     starts at zero (an identity), whatever ``zero_init``.
 

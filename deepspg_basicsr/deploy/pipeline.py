@@ -14,6 +14,7 @@ no coarse-to-fine), for runtimes that run the prior elsewhere.
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -73,13 +74,18 @@ class DeepSPGPipeline(nn.Module):
         fold_bn (bool): Fold the prior's BatchNorms into its convolutions (on a copy, made only
             when there is something to fold; same
             function up to float rounding, as ONNX Runtime's own Conv+BN fusion). Default: True.
+        channels_last (bool | str): Run the enhancer on a channels-last (NHWC) copy of the padded
+            input when the pipeline runs eagerly on the CPU (never while it is being exported:
+            the ONNX graph is the same either way). Same function up to float rounding (as
+            ``perf.channels_last: auto`` of ``DeepSPGModel``, which does the same); ``auto``: on
+            the CPU only. Default: ``auto``.
 
     Shapes: ``forward(x)`` with ``x`` (B, 3, H, W) RGB in [0, 1], H, W >= 4, returns the
     enhanced image, the illumination and the reflectance, each (B, 3, H, W), not clamped (as
     ``DeepSPG.forward(..., return_aux=True)``).
     """
 
-    def __init__(self, net, prior, branches, seg_scale=1.0, c2f_seg_scale=None, fold_bn=True):
+    def __init__(self, net, prior, branches, seg_scale=1.0, c2f_seg_scale=None, fold_bn=True, channels_last='auto'):
         super().__init__()
         self.net = net
         if fold_bn and has_foldable_batchnorm(prior):  # a DeepSPGModel's prior is folded already
@@ -90,6 +96,14 @@ class DeepSPGPipeline(nn.Module):
         self.seg_scale = float(seg_scale)
         self.c2f_seg_scale = self.seg_scale if c2f_seg_scale is None else float(c2f_seg_scale)
         self.multiple = int(getattr(net, 'down_factor', 1))
+        self.channels_last = channels_last
+
+    def _enhancer_input(self, x):
+        """``x`` in the layout the enhancer runs fastest in (see ``channels_last``)."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return x
+        on = self.channels_last if self.channels_last != 'auto' else x.device.type == 'cpu'
+        return x.contiguous(memory_format=torch.channels_last) if on else x
 
     def features(self, x, scale):
         """The prior's features of ``x`` at ``scale`` (as ``DeepSPGModel.sem_features``)."""
@@ -100,13 +114,13 @@ class DeepSPGPipeline(nn.Module):
     def forward(self, x):
         h, w = x.shape[-2:]
         net = self.net
-        enc = net.encode(reflect_pad_to_multiple(x, self.multiple))  # its own pad is then a no-op
+        enc = net.encode(self._enhancer_input(reflect_pad_to_multiple(x, self.multiple)))  # its own pad: a no-op
         feats = self.features(x, self.seg_scale)
         if net.c2f and net.use_semantics:
             coarse = net.decode(enc, feats)['out'][..., :h, :w]
             feats = self.features(coarse.clamp(0, 1), self.c2f_seg_scale)
         res = net.decode(enc, feats)
-        return tuple(res[k][..., :h, :w] for k in ('out', 'illumination', 'reflectance'))
+        return tuple(res[k][..., :h, :w].contiguous() for k in ('out', 'illumination', 'reflectance'))
 
 
 class DeepSPGEnhancerOnly(nn.Module):

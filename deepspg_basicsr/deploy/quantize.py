@@ -2,7 +2,7 @@
 
 QDQ format, every ``Conv`` quantised (weights int8 per output channel, activations uint8),
 activation ranges calibrated (min-max) by running the model on a few images. The change of the
-output and the speed-up are measured by ``scripts/benchmark_deploy.py`` (``docs/BENCHMARKS.md``).
+output and the speed-up are measured by ``deepspg-bench deploy`` (``docs/BENCHMARKS.md``).
 """
 
 import os

@@ -45,7 +45,7 @@ class DeepSPGModel(LLIEBaseModel):
       ``input``, the default and the deployable setting; ``gt``, the oracle, the ground truth;
       ``shuffled``, the control, the ground truth of another image of the batch, rolled by one.
       With ``gt`` / ``shuffled`` both passes use those features (no C2F prior pass). Validation
-      and testing always run the prior on the input; ``scripts/semantic_proof.py`` evaluates
+      and testing always run the prior on the input; ``deepspg-bench proof`` evaluates
       with the oracle's features explicitly. See ``docs/DEEPSPG.md``).
     * ``perf``: speed options ``amp`` (none | bf16 | fp16), ``channels_last`` (``auto``, a bool or a
       list of ``enhancer`` / ``prior`` / ``inference``), ``compile`` (bool or torch.compile kwargs),

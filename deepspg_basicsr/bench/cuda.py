@@ -1,14 +1,14 @@
-"""One command for CUDA: tests, LOL-v1 training in three precisions, inference timing, CUDA vs CPU.
+"""Section ``cuda``: tests, LOL-v1 training in three precisions, inference timing, CUDA vs CPU.
 
-Not a test: it measures, prints a report and writes its rows into ``docs/BENCHMARKS.md`` (between
-the ``cuda_check`` markers). Every network has **random weights** (nothing is downloaded); speed,
+Not a test: it measures, prints a report and writes its rows into ``docs/BENCHMARKS.md`` (block
+``cuda``, between its markers). Every network has **random weights** (nothing is downloaded); speed,
 memory and CUDA-vs-CPU agreement do not depend on them. Steps of ``run``:
 
 1. ``tests``: the CUDA-marked tests (``pytest -m cuda`` on the test files that have the mark).
 2. ``train``: 50 iterations at the LOL-v1 settings (batch 16, 128x128 crops of the demo data,
    HRNet-W48 + ViT-B/16, base preset, all four losses) with ``perf.amp`` none (fp32), bf16 and
    fp16 autocast: iterations/s, peak GPU memory, and each part's share of one iteration
-   (``benchmark.train_breakdown``).
+   (:func:`~.common.train_breakdown`).
 3. ``inference``: the whole pipeline (prior, enhancer, C2F) at 600x400 and 1920x1080, in the
    option files' configuration and with ``perf`` bf16 + channels_last: latency and peak memory.
 4. ``agreement``: the same random-weight priors and enhancer on CUDA and on the CPU, float32
@@ -17,10 +17,10 @@ memory and CUDA-vs-CPU agreement do not depend on them. Steps of ``run``:
 
 Subcommands::
 
-    python scripts/cuda_check.py prepare         # HERE, with the package registry: wheels into .whl/
-    bash scripts/cuda_check.sh --out "$OUT"      # the GPU machine (torch only): installs .whl/, runs, writes
-    python scripts/cuda_check.py apply DIR/cuda_check.md   # HERE: the fetched rows into docs/BENCHMARKS.md
-    python scripts/cuda_check.py run --dry-run --out DIR   # CPU, tiny sizes, end to end (CI runs this)
+    python -m deepspg_basicsr.bench.cuda prepare          # HERE, with the package registry: wheels into .whl/
+    bash scripts/cuda_check.sh --out "$OUT"               # the GPU machine (torch only): installs .whl/, runs
+    python -m deepspg_basicsr.bench.cuda apply DIR/cuda_check.md   # HERE: the fetched rows into the docs
+    deepspg-bench cuda --dry-run                          # CPU, tiny sizes, end to end (CI runs this)
 
 ``prepare`` downloads, for Python 3.12 on manylinux x86_64, the wheels of this project's
 dependencies that a torch-only machine lacks (:data:`WHEELS`, at the versions installed here) and
@@ -45,10 +45,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .common import ROOT
+from .core import markers, replace_block
+
 DOC = os.path.join(ROOT, 'docs', 'BENCHMARKS.md')
 WHEEL_DIR = os.path.join(ROOT, '.whl')
-BEGIN, END = '<!-- cuda_check:begin -->', '<!-- cuda_check:end -->'
+BLOCK = 'cuda'
+BEGIN, END = markers(BLOCK)
 #: Distributions a machine with torch (and the usual scientific stack) lacks, with their pure-Python
 #: needs; fetched at the versions installed here. ``setuptools`` < 81: mmengine needs ``pkg_resources``.
 WHEELS = (
@@ -201,7 +204,8 @@ def run_tests(rep, dry):
 
 def _peak_mib(device):
     import torch
-    from benchmark import peak_rss_mib
+
+    from .common import peak_rss_mib
 
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -218,9 +222,9 @@ def _reset_peak(device):
 
 def _shares(parts):
     """Column -> share of the summed median step times (see :data:`PARTS`)."""
-    from benchmark import med
+    import statistics
 
-    steps = {k: med(v) for k, v in parts.items()}
+    steps = {k: statistics.median(v) for k, v in parts.items()}
     c2f = steps.get('  of which: C2F prior on the coarse result', 0.0)
     total = sum(v for k, v in steps.items() if not k.startswith(' '))
     out = {}
@@ -233,11 +237,12 @@ def _shares(parts):
 def run_train(rep, s, device):
     """50 iterations per precision at the given settings; returns the rows as dicts."""
     import torch
-    from benchmark import _iteration, _loader, build, model_options, sync, train_breakdown
+
+    from .common import build, iteration, model_options, sync, train_breakdown, training_loader
 
     rep(f'### Training, LOL-v1 settings: {s["seg"]} + {s["clip"]}, batch {s["batch"]}, {s["gt_size"]}x{s["gt_size"]}')
     rep()
-    batches = _loader(s['gt_size'], s['batch'], s['data_root'], torch.Generator().manual_seed(0))
+    batches = training_loader(s['gt_size'], s['batch'], s['data_root'], torch.Generator().manual_seed(0))
     rows, results = [], {}
     for amp in AMPS:
         if amp == 'fp16' and device.type != 'cuda':
@@ -250,7 +255,7 @@ def run_train(rep, s, device):
             continue
         extra = {'perf': {'amp': amp}, 'network_g': s['network']}
         model = build(model_options(s['seg'], s['clip'], extra=extra, is_train=True), device)
-        step = _iteration(model, batches)
+        step = iteration(model, batches)
         for _ in range(s['warmup']):
             step()
         _reset_peak(device)
@@ -276,7 +281,8 @@ def run_train(rep, s, device):
 
 def run_inference(rep, s, device):
     """The whole pipeline at each size, default and ``perf`` configurations."""
-    from benchmark import CONFIGS, bench, build, fmt_s, med, model_options, run_pipeline, sync, test_image
+    from .common import CONFIGS, build, model_options, run_pipeline, sync, test_image
+    from .core import rounds
 
     rep('### Inference, whole pipeline (prior + enhancer + C2F), base preset, `inference_mode`')
     rep()
@@ -294,10 +300,10 @@ def run_inference(rep, s, device):
             sync(device)
             peaks[name] = _peak_mib(device)
         fns = {k: (lambda m=m, x=x: run_pipeline(m, x)) for k, m in models.items()}
-        times = bench(fns, s['repeats'], device=device)
-        for name, ts in times.items():
-            results[f'{w}x{h} {name}'] = {'seconds': med(ts), 'peak_mib': peaks[name]}
-            rows.append([f'{w}x{h}', f'`{name}`', fmt_s(ts), f'{peaks[name]:.0f}'])
+        times = rounds(fns, s['repeats'], device=device)
+        for name in times:
+            results[f'{w}x{h} {name}'] = {'seconds': times.median(name), 'peak_mib': peaks[name]}
+            rows.append([f'{w}x{h}', f'`{name}`', times.fmt(name), f'{peaks[name]:.0f}'])
     mem = 'peak GPU memory (MiB)' if device.type == 'cuda' else 'peak RSS (MiB)'
     rep.table(['size', 'configuration', 'latency', mem], rows)
     return results
@@ -313,7 +319,8 @@ def run_agreement(rep, s, device):
     from deepspg_basicsr.priors import build_clip_prior
 
     import torch
-    from benchmark import build, model_options, psnr, run_pipeline, test_image
+
+    from .common import build, model_options, psnr, run_pipeline, test_image
 
     cpu = torch.device('cpu')
     opt = model_options(s['seg'], extra={'network_g': s['network']})
@@ -355,7 +362,7 @@ def run_agreement(rep, s, device):
                 results[label] = r
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    rep(f'### {device.type.upper()} vs CPU, same random weights, a {w}x{h} dim input (`benchmark.test_image`)')
+    rep(f'### {device.type.upper()} vs CPU, same random weights, a {w}x{h} dim input (`bench.common.test_image`)')
     rep()
     for what in next(iter(results.values())):
         cells = []
@@ -385,11 +392,7 @@ def _num(v):
 def replace_section(text, section):
     """``text`` with the lines between :data:`BEGIN` and :data:`END` replaced by ``section``
     (the markers appended at the end when absent)."""
-    block = f'{BEGIN}\n{section.strip()}\n{END}'
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
-    return text.rstrip('\n') + '\n\n' + block + '\n'
+    return replace_block(text, BLOCK, section, append=True)[0]
 
 
 def apply(section_file, doc=DOC):
@@ -403,18 +406,18 @@ def apply(section_file, doc=DOC):
     print(f'written: {doc}')
 
 
-def run(args):
+def check(args):
+    """The check (``run``): its steps, the Markdown and JSON under ``args.out``, the rows into ``args.doc``."""
     import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 
     # isort: split
     import logging
 
-    import torch
-
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
     from deepspg_basicsr.data.demo_data import make_demo_data
 
-    from benchmark import Report
+    import torch
+
+    from .core import Report
 
     dry = args.dry_run
     if not dry and not torch.cuda.is_available():
@@ -431,7 +434,8 @@ def run(args):
     make_demo_data(data)
     s['data_root'] = os.path.join(data, 'LOL-v1')
 
-    rep = Report()
+    rep = Report('cuda', argv=[], quiet=False)
+    rep.block(BLOCK, provenance=False)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'
     rep(f'## CUDA check{" (DRY RUN on the CPU: tiny sizes, not measurements)" if dry else ""}')
     rep()
@@ -465,7 +469,7 @@ def run(args):
             rep.failure(f'Step `{name}`')
         print(f'[{name}: {time.perf_counter() - t0:.0f} s]', flush=True)
     rep(f'Total {time.perf_counter() - start:.0f} s.' + (f' Failed: {failed}.' if failed else ''))
-    section = '\n'.join(rep.lines)
+    section = rep.texts()[BLOCK]
     results['failed'] = failed
     results['seconds'] = time.perf_counter() - start
     if args.out:
@@ -479,6 +483,7 @@ def run(args):
         apply_text(doc, section)
     if failed:
         sys.exit(f'cuda_check: failed steps {failed}')
+    return section
 
 
 def apply_text(doc, section):
@@ -514,8 +519,30 @@ def main(argv=None):
     elif args.cmd == 'apply':
         apply(args.section, args.doc)
     else:
-        args.command = 'python ' + shlex.join(['scripts/cuda_check.py'] + argv)
-        run(args)
+        args.command = 'python -m deepspg_basicsr.bench.cuda ' + shlex.join(argv)
+        check(args)
+
+
+def add_arguments(parser):
+    parser.add_argument('--dry-run', action='store_true', help='CPU, tiny sizes: rehearse every step (CI)')
+    parser.add_argument('--out-dir', help='write cuda_check.md and cuda_check.json here (e.g. $OUT)')
+    parser.add_argument(
+        '--doc', help='markdown file to write the rows into (default: docs/BENCHMARKS.md; dry run: none)'
+    )
+    parser.add_argument('--only', nargs='+', choices=('tests', 'train', 'inference', 'agreement'))
+    parser.add_argument('--iters', type=int, help='training iterations per precision (default 50; dry run 1)')
+
+
+def run(rep, args):
+    """The section: :func:`check` (``--quick`` is the dry run); its Markdown goes into ``rep`` too."""
+    args.dry_run = args.dry_run or args.quick
+    args.out = args.out_dir
+    args.command = rep.command
+    section = check(args)
+    rep.block(BLOCK, provenance=False)
+    for line in section.splitlines():
+        rep(line)
+    rep.data['section'] = section
 
 
 if __name__ == '__main__':

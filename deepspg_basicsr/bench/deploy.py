@@ -1,14 +1,13 @@
-"""Benchmark the deployable pipeline: torch eager, output-preserving improvements, ONNX Runtime, levers.
+"""Section ``deploy``: torch eager, ONNX Runtime fp32 / int8 and the output-changing levers.
 
-Not a test: it measures and prints a Markdown section (``--out FILE`` writes it; the section
-"Deployment: whole pipeline, ONNX Runtime and the output-changing levers" of
-``docs/BENCHMARKS.md`` is its output) and draws latency against output change
-(``--plot``, default ``docs/figures/deploy_latency_vs_change.png``).
+Blocks ``deploy`` (docs/BENCHMARKS.md) and ``deploy-summary`` (docs/DEPLOY.md); the figure of
+latency against output change (``--plot``, default ``docs/figures/deploy_latency_vs_change.png``).
 
 Every configuration runs the whole inference pipeline (prior on the input, enhancer, prior on
 the coarse result, decoder: ``DeepSPGModel.test``) on the demo test images resized to each size,
-timed interleaved (round-robin, one warm-up each), medians; every latency is given as a ratio
-to one fp32 torch HRNet forward (backbone + FCN head, NCHW) timed in the same rounds. The output
+timed in the same interleaved rounds (:func:`~.core.rounds`, one warm-up each); every latency is
+given as the median of its per-round ratios to one fp32 torch HRNet forward (backbone + FCN head,
+NCHW). The output
 change of each configuration is measured against the fp32 torch default output on the same
 images: max / mean absolute difference and PSNR of the clamped outputs. **The networks have
 random weights** (nothing is downloaded): the prior's features and so the output changes are
@@ -16,21 +15,15 @@ those of a random HRNet, not of the ADE20K one; latencies do not depend on the w
 
 Usage::
 
-    python scripts/benchmark_deploy.py --out /tmp/deploy.md          # HRNet-W48, 600x400 and 1920x1080
-    python scripts/benchmark_deploy.py --quick                        # HRNet-W18-small, small sizes
+    deepspg-bench deploy --out /tmp/deploy.md          # HRNet-W48, 600x400 and 1920x1080
+    deepspg-bench deploy --quick                        # HRNet-W18-small, small sizes
 """
 
 import argparse
 import copy
-import datetime
 import gc
-import glob
-import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 
 import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
@@ -41,16 +34,14 @@ from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 from deepspg_basicsr.deploy.quantize import quantize_int8
 from deepspg_basicsr.export import export_model
 
-import cv2
 import numpy as np
 import torch
 from basicsr.models import build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEG = {
-    'HRNet-W48': ('hrnet/fcn_hr48_4xb4-160k_ade20k-512x512.py', [48, 96, 192]),
-    'HRNet-W18-small': ('hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py', [18, 36, 72]),
-}
+from .common import ROOT, load_peer
+from .common import SEG_CONFIGS as SEG
+from .common import demo_images as _demo_images
+from .core import rounds
 
 
 def model_opt(seg, perf=None):
@@ -73,18 +64,8 @@ def model_opt(seg, perf=None):
 
 
 def demo_images(sizes, count, kind='low'):
-    files = sorted(glob.glob(os.path.join(ROOT, f'datasets/demo/LOL-v1/eval15/{kind}/*.png')))
-    if not files:
-        sys.exit('no demo images: run python datasets/make_demo_data.py first')
-    out = {}
-    for w, h in sizes:
-        imgs = []
-        for path in files[:count]:
-            img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
-            imgs.append(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
-        out[(w, h)] = imgs
-    return out
+    """(w, h) -> the first ``count`` demo test images of ``kind`` resized to it."""
+    return {(w, h): _demo_images(w, h, count, kind) for w, h in sizes}
 
 
 def psnr(a, b):
@@ -115,20 +96,6 @@ class _PriorPass(torch.nn.Module):
 def _export_prior_pass(prior, branches, path):
     x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
     export_model(_PriorPass(prior, branches).eval(), (x0,), path, output_names=[f'f{b}' for b in branches])
-
-
-def load_peer(path):
-    """Retinexformer's LOL-v1 network (``RetinexFormer``, n_feat 40, stage 1, blocks [1, 2, 2]) from
-    its own ``RetinexFormer_arch.py`` (a local file from its repository; timed, never shipped)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location('peer_retinexformer_arch', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    net = mod.RetinexFormer(in_channels=3, out_channels=3, n_feat=40, stage=1, num_blocks=[1, 2, 2]).eval()
-    print(f'peer: Retinexformer from {path}, {sum(p.numel() for p in net.parameters()) / 1e6:.3f} M parameters')
-    return net
 
 
 def _ort_exports(args, work, tag, net, prior, branches, variants):
@@ -236,20 +203,22 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
     configs['torch, seg_scale 0.5, c2f_seg_scale 1'] = (scaled(model, 0.5, 1.0), 'lever', False)
     configs['torch, seg_scale 0.5 (both prior passes)'] = (scaled(model, 0.5, 0.5), 'lever', False)
     configs['torch, C2F off (one pass)'] = (lambda x: model.enhance(net, x, c2f=False), 'lever', False)
-    paths = _ort_exports(args, work, tag, net, prior, branches, ORT_VARIANTS)
+    variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
+    paths = _ort_exports(args, work, tag, net, prior, branches, variants)
 
     def ort(path):
         return LazyOrt(path, args.threads, not args.no_arena)
 
-    configs[ORT_FP32] = (ort(paths['default']), 'output-preserving', True)
-    configs['ONNX Runtime fp32, seg_scale 0.5 (both passes)'] = (ort(paths['seg05']), 'lever', False)
-    configs['ONNX Runtime int8 (static QDQ, all Conv), default'] = (ort(paths['default_int8']), 'lever', False)
-    configs['ONNX Runtime int8, seg_scale 0.5 (both passes)'] = (ort(paths['seg05_int8']), 'lever', False)
-    configs['ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)'] = (
-        ort(paths['seg05_1pass_int8']),
-        'lever',
-        False,
-    )
+    named = {
+        ORT_FP32: ('default', 'output-preserving', True),
+        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': ('seg05', 'lever', False),
+        'ONNX Runtime int8 (static QDQ, all Conv), default': ('default_int8', 'lever', False),
+        'ONNX Runtime int8, seg_scale 0.5 (both passes)': ('seg05_int8', 'lever', False),
+        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': ('seg05_1pass_int8', 'lever', False),
+    }
+    for name, (key, kind, preserving) in named.items():
+        if key in paths:
+            configs[name] = (ort(paths[key]), kind, preserving)
     return configs
 
 
@@ -276,22 +245,22 @@ def build_configs(args, work):
 
         return plain_net(x, feats(x), prior=feats)
 
-    configs = {
-        HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None),
-        'torch eager, before (full HRNet backbone per prior pass, BatchNorm, NCHW)': (before, 'reference', True),
-    }
+    configs = {HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None)}
+    if args.retinexformer:  # early in the round: never right after an ONNX Runtime session's run
+        peer = load_peer(args.retinexformer)
+        configs[PEER] = (peer, 'peer', None)
+        peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
+        configs[PEER_CL] = (lambda x: peer_cl(x.contiguous(memory_format=torch.channels_last)), 'peer', None)
+    configs['torch eager, before (full HRNet backbone per prior pass, BatchNorm, NCHW)'] = (before, 'reference', True)
     configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
+    if args.quick:  # one export (the pipeline) is enough to check the plumbing
+        return configs
     prior_path = os.path.join(work, f'{args.seg}_prior_pass.onnx')
     if not os.path.isfile(prior_path):
         t0 = time.perf_counter()
         _export_prior_pass(model.seg_prior, branches, prior_path)
         print(f'exported {prior_path} in {time.perf_counter() - t0:.0f} s', flush=True)
     configs[PRIOR_PASS] = (LazyOrt(prior_path, args.threads, not args.no_arena), 'floor', None)
-    if args.peer_retinexformer:
-        peer = load_peer(args.peer_retinexformer)
-        configs[PEER] = (peer, 'peer', None)
-        peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
-        configs[PEER_CL] = (lambda x: peer_cl(x.contiguous(memory_format=torch.channels_last)), 'peer', None)
     return configs
 
 
@@ -323,26 +292,20 @@ def quantize(src, dst, calib):
 
 
 def measure(configs, images, repeats, warmup=True, release=False):
-    """Interleaved timings on images[0] (one warm-up each unless not ``warmup``; the last timed
-    round's outputs are kept) and the outputs on the other images. ``release``: drop each ONNX
-    Runtime session after its last use (its memory arena with it)."""
+    """Timings of interleaved rounds on images[0] (:func:`~.core.rounds`, one warm-up each unless not
+    ``warmup``; the last round's outputs kept) and the outputs on the other images. ``release``:
+    drop each ONNX Runtime session after its last use (its memory arena with it)."""
     x = images[0]
-    times = {k: [] for k in configs}
-    outputs = {k: [] for k, (_, _, preserving) in configs.items() if preserving is not None}
+    keep = [k for k, (_, _, preserving) in configs.items() if preserving is not None]
     with torch.inference_mode():
-        if warmup:
+        fns = {name: (lambda fn=fn: fn(x)) for name, (fn, _, _) in configs.items()}
+        prepare = lambda name: getattr(configs[name][0], 'prepare', lambda: None)()  # noqa: E731
+        times = rounds(fns, repeats, warmup=int(warmup), before_each=prepare, keep_outputs=True)
+        outputs = {k: [times.outputs[k].float().clamp(0, 1)] for k in keep}
+        times.outputs = {}
+        if release and len(images) == 1:
             for fn, _, _ in configs.values():
-                fn(x)  # warm-up (and ONNX Runtime's first-run allocations)
-        for r in range(repeats):
-            for name, (fn, _, _) in configs.items():
-                getattr(fn, 'prepare', lambda: None)()
-                t0 = time.perf_counter()
-                y = fn(x)
-                times[name].append(time.perf_counter() - t0)
-                if r == repeats - 1 and name in outputs:
-                    outputs[name].append(y.float().clamp(0, 1))
-                if release and r == repeats - 1 and len(images) == 1:
-                    getattr(fn, 'release', lambda: None)()
+                getattr(fn, 'release', lambda: None)()
         for name in outputs:
             outputs[name] += [configs[name][0](img).float().clamp(0, 1) for img in images[1:]]
             if release:
@@ -357,18 +320,13 @@ SMALL_ONLY_ROWS = ('torch eager, before (full HRNet backbone per prior pass, Bat
 TARGET_DB = 0.3
 
 
-def fmt_time(ts):
-    return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
-
-
 def targets(results, trained_changes=None):
     """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict).
     The PSNR changes of the second come from ``trained_changes`` where given (a trained model), else
     from the random-weight rows."""
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
-    base = statistics.median(times[HRNET])
-    ratio = {k: statistics.median(v) / base for k, v in times.items()}
+    ratio = {k: times.ratio(k, HRNET) for k in times}
     rows = []
     if ORT_FP32 in ratio:
         rows.append(
@@ -412,32 +370,22 @@ def targets(results, trained_changes=None):
 LEVERS = set()
 
 
-def report(args, results, load_start, elapsed, trained=None):
+def report(args, results, trained=None):
     lines = [
-        '## Deployment: whole pipeline, ONNX Runtime and the output-changing levers',
-        '',
-        'Written by `scripts/benchmark_deploy.py` (not a test). **Random weights** (enhancer and prior): latencies do '
+        '**Random weights** (enhancer and prior): latencies do '
         'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
         'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
         f'said), base preset, {args.seg}. All rows of one size timed interleaved in one run (round-robin after one '
-        'warm-up); latency ratios are to the fp32 torch HRNet forward (backbone + FCN head, as MMSegmentation builds '
-        'it, NCHW) timed in the same rounds. Output change: against the fp32 torch default output, clamped to [0, 1], '
+        'warm-up); latency ratios are medians of the per-round ratios to the fp32 torch HRNet forward (backbone '
+        '+ FCN head, as MMSegmentation builds it, NCHW) timed in the same rounds. Output change: against the fp32 '
+        'torch default output, clamped to [0, 1], '
         'on the demo test images resized to the size (PSNR in dB; `inf` = identical); ΔPSNR(GT): the change of the '
         'PSNR against the ground truth (the demo high images resized likewise). Sizes above 1 MPixel leave out '
-        f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).',
-        '',
-        f'- command: `{" ".join(shlex.quote(a) for a in sys.argv)}`',
-        f'- date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}; machine: {platform.system()} '
-        f'{platform.machine()}, {os.cpu_count()} logical cores',
-        f'- threads: torch {torch.get_num_threads()}, ONNX Runtime {args.threads}'
-        f'{" (memory arena off)" if args.no_arena else ""}; load average at the start '
-        f'{load_start}, at the end {"/".join(f"{v:.1f}" for v in os.getloadavg())}; total {elapsed:.0f} s',
-        f'- python {platform.python_version()}, torch {torch.__version__}, onnxruntime '
-        f'{__import__("onnxruntime").__version__}, ONNX opset 18',
+        f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
+        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.',
         '',
     ]
     for (w, h), (times, changes, n_img) in results.items():
-        base = statistics.median(times[HRNET])
         lines += [
             f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})',
             '',
@@ -445,13 +393,12 @@ def report(args, results, load_start, elapsed, trained=None):
             '| ΔPSNR(GT) (dB) |',
             '|---|---|---|---|---|---|---|',
         ]
-        for name, ts in times.items():
+        for name in times:
             ch = changes.get(name)
             cells = ['', '', '', '']
             if ch is not None:
                 cells = [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
-            ratio = statistics.median(ts) / base
-            lines.append(f'| {name} | {fmt_time(ts)} | {ratio:.2f}x | ' + ' | '.join(cells) + ' |')
+            lines.append(f'| {name} | {times.fmt(name)} | {times.fmt_ratio(name, HRNET)} | ' + ' | '.join(cells) + ' |')
         lines.append('')
     if trained is not None:
         (w, h), n_img, changes, ref_gt = trained
@@ -469,7 +416,7 @@ def report(args, results, load_start, elapsed, trained=None):
         lines.append('')
     rows = targets(results, None if trained is None else trained[2])
     if rows:
-        lines += ['Targets (issue 10):', '', '| target | measured | |', '|---|---|---|']
+        lines += ['Targets:', '', '| target | measured | |', '|---|---|---|']
         lines += [f'| {a} | {b} | {c} |' for a, b, c in rows]
         lines.append('')
     return '\n'.join(lines)
@@ -484,15 +431,14 @@ def plot(results, path):
     fig, axes = plt.subplots(1, len(results), figsize=(7.5 * len(results), 5.2), squeeze=False)
     order = list(dict.fromkeys(k for _, changes, _ in results.values() for k in changes))  # one style per row
     for ax, ((w, h), (times, changes, _)) in zip(axes[0], results.items()):
-        base = statistics.median(times[HRNET])
         for name, ch in changes.items():
             i = order.index(name)
-            ratio = statistics.median(times[name]) / base
+            ratio = times.ratio(name, HRNET)
             color = plt.cm.tab20(i % 20)
             ax.scatter(ratio, min(ch[2], 120.0), s=40, marker='os^vD<>ph*'[i % 10], color=color, label=name)
         for name, style in ((PEER, ':'), (PRIOR_PASS, '-.')):
             if name in times:
-                ax.axvline(statistics.median(times[name]) / base, color='k', lw=0.8, ls=style, label=name)
+                ax.axvline(times.ratio(name, HRNET), color='k', lw=0.8, ls=style, label=name)
         ax.axvline(1.0, color='grey', lw=0.8, ls='--', label='one HRNet-W48 forward (target 1)')
         ax.axvline(0.5, color='red', lw=0.8, ls='--', label='target 2 (0.5x)')
         ax.set_xlabel('latency / one fp32 torch HRNet-W48 forward')
@@ -522,20 +468,16 @@ def output_changes(outputs, gts):
     return changes, ref_gt
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG))
     parser.add_argument('--sizes', nargs='+', default=['600x400', '1920x1080'])
-    parser.add_argument('--repeats', nargs='+', type=int, default=[3, 1], help='timed rounds per size')
+    parser.add_argument('--size-repeats', nargs='+', type=int, default=[3, 1], help='timed rounds per size')
     parser.add_argument('--images', nargs='+', type=int, default=[4, 1], help='images for the output change per size')
-    parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
     parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
-    parser.add_argument('--out', help='write the Markdown section here')
-    parser.add_argument('--json', help='write the raw numbers here')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
     parser.add_argument(
-        '--peer-retinexformer',
+        '--retinexformer',
         metavar='FILE',
         help="Retinexformer's basicsr/models/archs/RetinexFormer_arch.py (from its repository; needs einops): "
         'its LOL-v1 network is timed in the same rounds',
@@ -554,22 +496,16 @@ def main():
         '1 MPixel anyway)',
     )
     parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
-    parser.add_argument('--quick', action='store_true', help='HRNet-W18-small, 160x120 and 320x240, 2 rounds')
-    parser.add_argument('--replot', metavar='JSON', help='only redraw --plot from the --json of an earlier run')
-    args = parser.parse_args()
+
+
+def run(rep, args):
     if args.quick:
-        args.seg, args.sizes, args.repeats, args.images = 'HRNet-W18-small', ['160x120', '320x240'], [2, 1], [2, 1]
-        args.calib_size = [160, 120]
-    if args.replot:
-        with open(args.replot, encoding='utf-8') as f:
-            raw = json.load(f)
-        sizes = {tuple(int(v) for v in k.split('x')): v for k, v in raw.items() if 'x' in k}
-        plot({k: (v['times'], v['changes'], 0) for k, v in sizes.items()}, args.plot)
-        print(f'plot: {args.plot}')
-        return
-    torch.set_num_threads(args.threads)
-    load_start = '/'.join(f'{v:.1f}' for v in os.getloadavg())
-    t_start = time.perf_counter()
+        args.seg, args.sizes, args.size_repeats, args.images = 'HRNet-W18-small', ['96x64'], [2], [2]
+        args.calib_size = [96, 64]
+        args.work = os.path.join(args.work, 'quick')
+    elif args.repeats and args.repeats != 3:
+        args.size_repeats = [args.repeats] + args.size_repeats[1:]
+    args.threads = args.threads or torch.get_num_threads()
     os.makedirs(args.work, exist_ok=True)
     configs = build_configs(args, args.work)
     LEVERS.update(k for k, (_, _, preserving) in configs.items() if preserving is False)
@@ -577,7 +513,7 @@ def main():
     images = demo_images(sizes, max(args.images))
     truths = demo_images(sizes, max(args.images), 'high')
     results = {}
-    for i, (size, repeats, n_img) in enumerate(zip(sizes, args.repeats, args.images)):
+    for i, (size, repeats, n_img) in enumerate(zip(sizes, args.size_repeats, args.images)):
         large = size[0] * size[1] > 1_000_000
         if large:  # free the smaller sizes' ONNX Runtime arenas first (a dozen of them fill 24 GiB)
             for fn, _, _ in configs.values():
@@ -588,8 +524,6 @@ def main():
         times, outputs = measure(rows, images[size][:n_img], repeats, warmup=warm, release=large)
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         results[size] = (times, changes, n_img)
-        print(f'{size}: ' + json.dumps({k: round(statistics.median(v), 3) for k, v in times.items()}), flush=True)
-        print(f'{size}: PSNR(GT) of the fp32 output {ref_gt:.2f} dB', flush=True)
     trained = None
     if args.trained:
         del configs, rows  # the W48 sessions' memory
@@ -599,20 +533,48 @@ def main():
         _, outputs = measure(rows, images[size][:n_img], 1, warmup=False)
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         trained = (size, n_img, changes, ref_gt)
-    text = report(args, results, load_start, time.perf_counter() - t_start, trained)
-    print(text)
-    if args.out:
-        with open(args.out, 'w', encoding='utf-8') as f:
-            f.write(text + '\n')
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as f:
-            raw = {f'{w}x{h}': {'times': t, 'changes': c} for (w, h), (t, c, _) in results.items()}
-            if trained is not None:
-                raw['trained'] = {'size': list(trained[0]), 'changes': trained[2], 'psnr_gt_fp32': trained[3]}
-            json.dump(raw, f, indent=1)
-    plot(results, args.plot)
-    print(f'plot: {args.plot}')
+    rep.block('deploy')
+    for line in report(args, results, trained).splitlines():
+        rep(line)
+    rep()
+    rep.block('deploy-summary')
+    summary(rep, results)
+    rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
+    if trained is not None:
+        rep.data['trained'] = {'size': list(trained[0]), 'changes': trained[2], 'psnr_gt_fp32': trained[3]}
+    if args.plot and not args.quick:
+        plot(results, args.plot)
 
 
-if __name__ == '__main__':
-    main()
+def summary(rep, results):
+    """The short table of docs/DEPLOY.md: the default pipeline and the main levers at the first size."""
+    size = (600, 400) if (600, 400) in results else next(iter(results))
+    times, changes, _ = results[size]
+    keep = [
+        REF,
+        ORT_FP32,
+        'torch, bf16 autocast + channels_last (perf.amp)',
+        'ONNX Runtime int8 (static QDQ, all Conv), default',
+        'ONNX Runtime int8, seg_scale 0.5 (both passes)',
+        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)',
+        PEER_CL,
+    ]
+    rows = []
+    for name in keep:
+        if name in times:
+            ch = changes.get(name)
+            rows.append(
+                [
+                    name,
+                    times.fmt(name),
+                    times.fmt_ratio(name, HRNET),
+                    times.fmt_ratio(name, PEER_CL) if PEER_CL in times and name != PEER_CL else '',
+                    '' if ch is None else f'{ch[2]:.1f}',
+                ]
+            )
+    rep(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
+    rep()
+    rep.table(
+        ['configuration', 'latency', 'vs one HRNet forward', 'vs Retinexformer channels-last', 'PSNR vs fp32 (dB)'],
+        rows,
+    )

@@ -1,4 +1,4 @@
-"""Zero-reference against paired DeepSPG on the demo data, with the same training budget.
+"""Section ``zero-ref``: zero-reference against paired DeepSPG on the demo data, same training budget.
 
 Runs two trainings through the repository's ``basicsr/train.py`` (each in its own process):
 
@@ -9,28 +9,28 @@ Runs two trainings through the repository's ``basicsr/train.py`` (each in its ow
 Both are given the same iterations, batch size, crop size and learning-rate schedule (checked:
 the script stops if the two files differ there), and the same validation metrics (PSNR, SSIM,
 GT-mean PSNR, NIQE, mean brightness). The option files actually run are written next to the
-results. It prints one table (input = the low-light test images themselves, scored against their
-ground truth) and writes it as JSON.
+results. Block ``zero-ref`` (docs/ZERO_REFERENCE.md): one table (input = the low-light test images
+themselves, scored against their ground truth).
 
 Usage::
 
-    python datasets/make_demo_data.py && python scripts/benchmark_zero_ref.py
-    python scripts/benchmark_zero_ref.py --iters 100 --only zero_ref --out experiments/zero_ref_bench
+    deepspg-bench zero-ref
+    deepspg-bench zero-ref --iters 100 --only zero_ref --work experiments/zero_ref_bench
 """
 
-import argparse
 import copy
 import glob
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .common import ROOT as REPO
+from .common import ensure_demo_data
+
 RUNS = {
     'zero_ref': 'options/train_DeepSPG_ZeroRef_demo.yml',
     'paired': 'options/train_DeepSPG_demo.yml',
@@ -83,26 +83,33 @@ def last_report(experiment):
         return json.load(f)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument('--iters', type=int, default=0, help='override total_iter of both runs (0: as in the files)')
     parser.add_argument('--only', choices=sorted(RUNS), action='append', help='run only this one (repeatable)')
-    parser.add_argument('--out', default='experiments/zero_ref_benchmark', help='folder for options and results')
+    parser.add_argument('--work', default='experiments/zero_ref_benchmark', help='folder for options and results')
     parser.add_argument('--reuse', action='store_true', help='read the reports of finished runs instead of training')
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+
+
+def run(rep, args):
+    """Train both runs (each through ``basicsr/train.py`` in its own process) and tabulate (``--quick``: 4
+    iterations each)."""
+    if args.quick:
+        args.iters = args.iters or 4
+    ensure_demo_data()
+    args.work = os.path.abspath(args.work)
+    os.makedirs(args.work, exist_ok=True)
     kinds = args.only or list(RUNS)
     previous = {}
-    if args.reuse and os.path.isfile(os.path.join(args.out, 'results.json')):
-        with open(os.path.join(args.out, 'results.json')) as f:
+    if args.reuse and os.path.isfile(os.path.join(args.work, 'results.json')):
+        with open(os.path.join(args.work, 'results.json')) as f:
             previous = json.load(f).get('train_seconds', {})
-    opts = {kind: run_options(kind, args.iters, args.out) for kind in RUNS}
+    opts = {kind: run_options(kind, args.iters, args.work) for kind in RUNS}
     if budget(opts['zero_ref']) != budget(opts['paired']):
-        sys.exit(f'the two runs differ in budget:\n{budget(opts["zero_ref"])}\n{budget(opts["paired"])}')
-
+        raise SystemExit(f'the two runs differ in budget:\n{budget(opts["zero_ref"])}\n{budget(opts["paired"])}')
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads or 1))
     rows, seconds = {}, {}
     for kind in kinds:
-        opt_file = os.path.join(args.out, f'{kind}.yml')
+        opt_file = os.path.join(args.work, f'{kind}.yml')
         with open(opt_file, 'w') as f:
             yaml.safe_dump(opts[kind], f, sort_keys=False)
         if args.reuse:
@@ -111,32 +118,28 @@ def main(argv=None):
             start = time.perf_counter()
             cmd = [sys.executable, os.path.join(REPO, 'basicsr', 'train.py'), '-opt', opt_file]
             print('$ ' + ' '.join(cmd), flush=True)
-            with open(os.path.join(args.out, f'{kind}.log'), 'w') as log:
-                code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+            with open(os.path.join(args.work, f'{kind}.log'), 'w') as log:
+                code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
             seconds[kind] = round(time.perf_counter() - start, 1)
             if code != 0:
-                sys.exit(f'{kind} training failed ({code}); see {args.out}/{kind}.log')
-        report = last_report(os.path.join('experiments', opts[kind]['name']))
+                raise SystemExit(f'{kind} training failed ({code}); see {args.work}/{kind}.log')
+        report = last_report(os.path.join(REPO, 'experiments', opts[kind]['name']))
         rows.setdefault('input (low-light)', report['input_mean'])
         rows[kind] = report['mean']
-
     names = list(METRICS)
-    print(f'\n{"":20s}' + ''.join(f'{n:>14s}' for n in names) + f'{"train s":>10s}')
+    rep.block('zero-ref')
+    b = budget(opts['zero_ref'])
+    rep(
+        f'Both runs: {b["total_iter"]} iterations, batch {b["batch_size_per_gpu"]}, crops {b["crop"]}, the same '
+        'schedule and network; demo test images (4 pairs, whole images); random priors.'
+    )
+    rep()
+    table = []
     for label, values in rows.items():
-        cells = ''.join(f'{values[n]:14.4f}' if isinstance(values[n], float) else f'{values[n]!s:>14s}' for n in names)
-        print(f'{label:20s}' + cells + f'{seconds.get(label, ""):>10}')
-    result = {
-        'rows': rows,
-        'train_seconds': seconds,
-        'budget': budget(opts['zero_ref']),
-        'machine': {'platform': platform.platform(), 'processor': platform.processor(), 'cpus': os.cpu_count()},
-        'command': ' '.join([os.path.relpath(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
-        'test_images': 'datasets/demo/LOL-v1/eval15 (4 pairs, 200x300 to 227x227, whole images)',
-    }
-    with open(os.path.join(args.out, 'results.json'), 'w') as f:
+        cells = [f'{values[n]:.4f}' if isinstance(values[n], float) else str(values[n]) for n in names]
+        table.append([label] + cells + [str(seconds.get(label, ''))])
+    rep.table(['run'] + names + ['train (s)'], table)
+    result = {'rows': rows, 'train_seconds': seconds, 'budget': b, 'command': rep.command}
+    with open(os.path.join(args.work, 'results.json'), 'w') as f:
         json.dump(result, f, indent=2)
-    print(f'\nwritten: {args.out}/results.json')
-
-
-if __name__ == '__main__':
-    main()
+    rep.data.update(result)

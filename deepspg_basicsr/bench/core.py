@@ -1,0 +1,395 @@
+"""The one benchmark core: interleaved timing rounds, ratios, threads, the machine record, writers.
+
+Every section of ``deepspg-bench`` times through :func:`rounds` and reports through :class:`Report`:
+
+* :func:`rounds` calls each candidate once per round, in turn, after a warm-up of each, so that
+  drifting load on a shared machine hits every candidate alike; :class:`Timings` keeps the times
+  by round, and :meth:`Timings.ratio` divides a candidate by a reference **round by round** (the
+  median of the per-round ratios), never a median by a median of other rounds.
+* :func:`set_threads` fixes torch's (and, for ONNX Runtime sessions, the recorded) thread count;
+  :func:`machine_record` records the CPU, the threads, the versions and the load average.
+* :class:`Report` collects Markdown lines in named blocks plus a JSON record; :func:`update_docs`
+  replaces the blocks between ``<!-- bench:NAME:begin -->`` / ``<!-- bench:NAME:end -->`` markers
+  in whichever documents carry them.
+"""
+
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import traceback
+
+__all__ = [
+    'Timings',
+    'rounds',
+    'set_threads',
+    'machine_record',
+    'load_average',
+    'busy',
+    'Report',
+    'markers',
+    'replace_block',
+    'update_docs',
+    'fmt_seconds',
+    'write_json',
+]
+
+
+def _sync(device):
+    if device is not None and getattr(device, 'type', device) == 'cuda':
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class Timings:
+    """Times of interleaved rounds: ``times[name][r]`` is candidate ``name``'s time in round ``r``.
+
+    Args:
+        times (dict[str, list[float]]): Name -> seconds per round (equal lengths).
+    """
+
+    def __init__(self, times):
+        self.times = {k: list(v) for k, v in times.items()}
+        self.outputs = {}
+
+    def __getitem__(self, name):
+        return self.times[name]
+
+    def __contains__(self, name):
+        return name in self.times
+
+    def __iter__(self):
+        return iter(self.times)
+
+    def items(self):
+        return self.times.items()
+
+    def median(self, name):
+        """Median seconds of ``name``."""
+        return statistics.median(self.times[name])
+
+    def spread(self, name):
+        """(min, max) seconds of ``name``."""
+        return min(self.times[name]), max(self.times[name])
+
+    def per_round_ratios(self, name, ref):
+        """``times[name][r] / times[ref][r]`` for each round ``r`` (same rounds only)."""
+        a, b = self.times[name], self.times[ref]
+        if len(a) != len(b):
+            raise ValueError(f'{name!r} and {ref!r} were not timed in the same rounds ({len(a)} vs {len(b)})')
+        return [x / y for x, y in zip(a, b)]
+
+    def ratio(self, name, ref):
+        """Median over rounds of the per-round ratio of ``name`` to ``ref``."""
+        return statistics.median(self.per_round_ratios(name, ref))
+
+    def fmt(self, name):
+        """``'1.234 s (1.10-1.50, n=5)'``."""
+        return fmt_seconds(self.times[name])
+
+    def fmt_ratio(self, name, ref):
+        """``'0.81x (0.78-0.85)'``: the median per-round ratio and its spread over the rounds."""
+        rs = self.per_round_ratios(name, ref)
+        med = statistics.median(rs)
+        return f'{med:.2f}x' if len(rs) == 1 else f'{med:.2f}x ({min(rs):.2f}-{max(rs):.2f})'
+
+    def to_json(self):
+        """Name -> seconds per round (full precision: ratios can be recomputed from them)."""
+        return {k: list(ts) for k, ts in self.times.items()}
+
+
+def fmt_seconds(ts):
+    """``'1.234 s (1.10-1.50, n=5)'`` for a list of seconds (``'(n=1)'`` for one)."""
+    if len(ts) == 1:
+        return f'{ts[0]:.3f} s (n=1)'
+    return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
+
+
+def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=False):
+    """Time callables in interleaved rounds.
+
+    After ``warmup`` untimed calls of each, ``repeats`` rounds call each candidate once, in the
+    order given, so that a change of load on a shared machine falls on all of them alike.
+
+    Args:
+        fns (dict[str, callable]): Name -> callable without arguments.
+        repeats (int): Rounds (timed calls of each).
+        warmup (int): Untimed calls of each first. Default: 1.
+        device (torch.device | None): Synchronised around each call when CUDA. Default: None.
+        before_each (callable | None): Called untimed before each timed call with the name
+            (e.g. to make a lazy session). Default: None.
+        keep_outputs (bool): Keep each candidate's return value of the last round in
+            ``Timings.outputs``. Default: False.
+
+    Returns:
+        Timings: The times by round.
+    """
+    if repeats < 1:
+        raise ValueError(f'repeats must be >= 1, got {repeats}')
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times, outputs = {name: [] for name in fns}, {}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            if before_each is not None:
+                before_each(name)
+            _sync(device)
+            start = time.perf_counter()
+            out = fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+            if keep_outputs and r == repeats - 1:
+                outputs[name] = out
+            del out
+    result = Timings(times)
+    result.outputs = outputs
+    return result
+
+
+def set_threads(threads):
+    """Set torch's intra-op threads (0: leave torch's default) and return the count in use.
+
+    Args:
+        threads (int): Threads for torch; ONNX Runtime sessions of the sections take the same.
+    """
+    import torch
+
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def load_average():
+    """The 1 / 5 / 15 minute load averages (a list of three floats; NaN where unknown)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return [math.nan] * 3
+
+
+def _cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine_record(threads=None):
+    """What the numbers were measured on.
+
+    Args:
+        threads (int | None): ONNX Runtime threads (recorded as given); None: torch's.
+
+    Returns:
+        dict: ``cpu``, ``logical_cores``, ``system``, ``python``, ``torch``, ``onnxruntime``
+        (None when not installed), ``torch_threads``, ``ort_threads``, ``cuda`` (device name or
+        None), ``load_start`` (1 / 5 / 15 min).
+    """
+    import torch
+
+    try:
+        import onnxruntime
+
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = None
+    return {
+        'cpu': _cpu_name(),
+        'logical_cores': os.cpu_count(),
+        'system': f'{platform.system()} {platform.machine()}',
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'onnxruntime': ort,
+        'torch_threads': torch.get_num_threads(),
+        'ort_threads': torch.get_num_threads() if threads is None else int(threads),
+        'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        'load_start': load_average(),
+    }
+
+
+def _fmt_load(v):
+    return '/'.join(f'{x:.1f}' for x in v)
+
+
+def busy(machine):
+    """Whether a run recorded by :func:`machine_record` used more than one thread on a machine whose
+    1-minute load average was already at least half its cores."""
+    load = machine['load_start'][0]
+    return machine['torch_threads'] > 1 and math.isfinite(load) and load >= 0.5 * (machine['logical_cores'] or 1)
+
+
+def markers(name):
+    """The begin / end marker lines of block ``name`` in a Markdown document."""
+    return f'<!-- bench:{name}:begin -->', f'<!-- bench:{name}:end -->'
+
+
+def replace_block(text, name, body, append=False):
+    """``text`` with the lines between block ``name``'s markers replaced by ``body``.
+
+    Args:
+        text (str): The document.
+        name (str): Block name.
+        body (str): New contents (without markers).
+        append (bool): Append the block at the end when the markers are absent (else the text
+            is returned unchanged). Default: False.
+
+    Returns:
+        tuple[str, bool]: The new text and whether the block was found (or appended).
+    """
+    begin, end = markers(name)
+    block = f'{begin}\n{body.strip()}\n{end}'
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1], True
+    if append:
+        return text.rstrip('\n') + '\n\n' + block + '\n', True
+    return text, False
+
+
+def update_docs(blocks, docs):
+    """Write each block into every document that has its markers.
+
+    Args:
+        blocks (dict[str, str]): Block name -> Markdown.
+        docs (list[str]): Document paths.
+
+    Returns:
+        dict[str, list[str]]: Block name -> the documents it was written to.
+    """
+    written = {name: [] for name in blocks}
+    for path in docs:
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        new = text
+        for name, body in blocks.items():
+            new, found = replace_block(new, name, body)
+            if found:
+                written[name].append(path)
+        if new != text:
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write(new)
+    return written
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON (NaN / inf as strings), making the folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(clean(data), f, indent=1)
+
+
+class Report:
+    """Markdown lines in named blocks, printed as they come, and a JSON record.
+
+    Args:
+        section (str): The section's name (the first block's name). Default: ``report``.
+        argv (list[str] | None): The command's arguments, for the header line. Default: ``sys.argv[1:]``.
+        machine (dict | None): :func:`machine_record`. Default: made now.
+        quiet (bool): Do not print. Default: False.
+    """
+
+    def __init__(self, section='report', argv=None, machine=None, quiet=False):
+        self.section = section
+        self.command = 'deepspg-bench ' + shlex.join([section] + list(sys.argv[1:] if argv is None else argv))
+        self.machine = machine if machine is not None else machine_record()
+        self.date = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
+        self.quiet = quiet
+        self.blocks = {}
+        self.current = None
+        self.data = {'section': section, 'command': self.command, 'date': self.date, 'machine': self.machine}
+        self.started = time.perf_counter()
+
+    def block(self, name, provenance=True):
+        """Start (or continue) block ``name``: the following lines go there.
+
+        Args:
+            name (str): Block name (its markers in the docs: :func:`markers`).
+            provenance (bool): Open a new block with :meth:`provenance`. Default: True.
+        """
+        new = name not in self.blocks
+        self.current = name
+        self.blocks.setdefault(name, [])
+        if new and provenance:
+            self.provenance()
+
+    def __call__(self, line=''):
+        if self.current is None:
+            self.block(self.section)
+        if not self.quiet:
+            print(line, flush=True)
+        self.blocks[self.current].append(line)
+
+    def provenance(self):
+        """One line naming the command, date, machine, threads and load average at the start."""
+        m = self.machine
+        ort = f', onnxruntime {m["onnxruntime"]} ({m["ort_threads"]} threads)' if m.get('onnxruntime') else ''
+        self(
+            f'_Made by `{self.command}` on {self.date}: {m["cpu"]}, {m["logical_cores"]} logical cores, '
+            f'torch {m["torch"]} ({m["torch_threads"]} threads){ort}, python {m["python"]}; load average at the '
+            f'start {_fmt_load(m["load_start"])} (1/5/15 min)._'
+        )
+        if busy(m):
+            self(
+                f'_**The machine was busy** (1-min load {m["load_start"][0]:.1f} on {m["logical_cores"]} cores) '
+                f'and {m["torch_threads"]} threads were used: multi-threaded timings then depend on the load, '
+                'unevenly between networks (docs/BENCHMARKS.md, the peer section); `--threads 1` is stable there._'
+            )
+        self()
+
+    def table(self, header, rows):
+        """A Markdown table."""
+        self('| ' + ' | '.join(header) + ' |')
+        self('|' + '---|' * len(header))
+        for row in rows:
+            self('| ' + ' | '.join(str(c) for c in row) + ' |')
+        self()
+
+    def failure(self, what):
+        """The traceback of the exception being handled, as a Markdown block titled ``what``."""
+        self(f'**{what} failed:**')
+        self()
+        self('```')
+        self(traceback.format_exc().rstrip())
+        self('```')
+        self()
+
+    def finish(self):
+        """Close every block with the run time and the load average at the end (also in the JSON)."""
+        end = load_average()
+        elapsed = time.perf_counter() - self.started
+        self.data['machine']['load_end'] = end
+        self.data['seconds'] = round(elapsed, 1)
+        line = f'_Run time {elapsed:.0f} s; load average at the end {_fmt_load(end)}._'
+        for lines in self.blocks.values():
+            lines += [line, '']
+        if not self.quiet:
+            print(line, flush=True)
+
+    def markdown(self):
+        """All blocks, in order."""
+        return '\n'.join('\n'.join(lines) for lines in self.blocks.values()).rstrip() + '\n'
+
+    def texts(self):
+        """Block name -> its Markdown."""
+        return {name: '\n'.join(lines).rstrip() + '\n' for name, lines in self.blocks.items()}

@@ -1,0 +1,123 @@
+"""Section ``peer``: DeepSPG's whole pipeline against Retinexformer's LOL-v1 network, same rounds.
+
+Retinexformer is loaded from its own arch file (``--retinexformer FILE``, e.g. its repository's
+``basicsr/models/archs/RetinexFormer_arch.py``; never part of this project) with its LOL-v1 options
+and random weights, and timed as its repository runs it (NCHW) and in channels-last. Every row is
+timed in the same interleaved rounds, under ``torch.inference_mode``, with the same thread count,
+and each DeepSPG row is given as the median of its per-round ratios to the peer's faster layout
+(and to its NCHW run). What each timed call contains is listed in the table.
+"""
+
+import copy
+import os
+
+import torch
+
+from .common import SEG_CONFIGS, build, load_peer, model_options, test_image
+from .core import rounds
+
+#: Row names (the JSON keys).
+PEER_NCHW = 'Retinexformer LOL-v1, NCHW (as its repository runs it)'
+PEER_CL = 'Retinexformer LOL-v1, channels-last (weights and input)'
+PIPELINE = 'DeepSPG default pipeline (DeepSPGPipeline: prior BN folded + channels-last, C2F)'
+PIPELINE_NCHW = 'DeepSPG pipeline, enhancer NCHW (DeepSPGPipeline before 2026-12-03)'
+ENHANCE = 'DeepSPG default pipeline (DeepSPGModel.enhance, as deepspg-enhance / test)'
+RAW = 'DeepSPG raw (DeepSPG.forward, prior unfolded, NCHW)'
+ORT = 'DeepSPG default pipeline, ONNX Runtime fp32 (exported DeepSPGPipeline)'
+LOSSY = 'DeepSPG lossy: bf16 + channels-last, prior at half resolution'
+
+
+def add_arguments(parser):
+    parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py (needs einops)")
+    parser.add_argument('--peer-class', default='RetinexFormer', help='class name in that file')
+    parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_CONFIGS), help='prior (quick: W18-small)')
+    parser.add_argument('--ort', action='store_true', help='also ONNX Runtime fp32 (exports once into --work)')
+    parser.add_argument('--no-raw', action='store_true', help='leave out the raw (unfolded, NCHW) row')
+    parser.add_argument('--lossy', action='store_true', help='also the lossy configuration (bf16, half prior)')
+    parser.add_argument('--work', default='/tmp/deepspg_bench', help='exported models (reused)')
+
+
+def _size(text):
+    w, h = (int(v) for v in text.lower().split('x'))
+    return w, h
+
+
+def candidates(args, x):
+    """Name -> (callable, what the timed call contains)."""
+    from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
+
+    peer = load_peer(args.retinexformer, args.peer_class)
+    peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    model = build(model_options(args.seg), torch.device('cpu'))  # defaults: BN folded, channels-last prior
+    net = model.get_bare_model(model.net_g).eval()
+    pipe = DeepSPGPipeline(net, model.seg_prior, model.seg_branches).eval()
+    out = {
+        PEER_NCHW: (lambda: peer(x), 'the network on the NCHW input'),
+        PEER_CL: (lambda: peer_cl(x_cl), 'the network on the channels-last input (conversion outside the timer)'),
+        PIPELINE: (lambda: pipe(x), 'pad, prior on the input, encoder, decoder, prior on the coarse result, decoder'),
+        ENHANCE: (lambda: model.enhance(net, x), 'the same, through the model (channels-last enhancer input)'),
+    }
+    if not args.no_raw:
+        pipe_nchw = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, channels_last=False).eval()
+        out[PIPELINE_NCHW] = (lambda: pipe_nchw(x), 'the same with the enhancer in NCHW')
+    if not args.no_raw:
+        plain = build(model_options(args.seg, extra={'perf': {'channels_last': False, 'fold_prior_bn': False}}))
+        plain_net = plain.get_bare_model(plain.net_g).eval()
+        plain_net.load_state_dict(net.state_dict())
+        branches = plain.seg_branches
+
+        def feats(t):
+            f = plain.seg_prior(t, return_logits=False)['feats']
+            return [f[b] for b in branches]
+
+        out[RAW] = (lambda: plain_net(x, feats(x), prior=feats), 'the same computation, no perf defaults')
+    if args.lossy:
+        fast = build(model_options(args.seg, extra={'perf': {'amp': 'bf16'}, 'prior': {'seg_scale': 0.5}}))
+        fast.get_bare_model(fast.net_g).load_state_dict(net.state_dict())
+        out[LOSSY] = (lambda: fast.enhance(fast.net_g, x), 'the model with perf.amp bf16 and prior.seg_scale 0.5')
+    if args.ort:
+        from deepspg_basicsr.deploy.ort_backend import OrtSession
+        from deepspg_basicsr.export import export_model
+
+        path = os.path.join(args.work, f'peer_{args.seg}_pipeline.onnx')
+        if not os.path.isfile(path):
+            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+            export_model(pipe, (x0,), path)
+        session = OrtSession(path, threads=args.threads, device='cpu')
+        out[ORT] = (lambda: session.run(x)[0], 'the exported pipeline in one ONNX Runtime session')
+    return out
+
+
+def run(rep, args):
+    if not args.retinexformer:
+        raise SystemExit("peer: --retinexformer FILE is needed (Retinexformer's RetinexFormer_arch.py)")
+    if args.quick:
+        args.size, args.seg = '96x64', 'HRNet-W18-small'
+    w, h = _size(args.size)
+    x = test_image(h, w)
+    cands = candidates(args, x)
+    with torch.inference_mode():
+        t = rounds({k: fn for k, (fn, _) in cands.items()}, args.repeats, warmup=1)
+    fast = min((PEER_NCHW, PEER_CL), key=t.median)
+    layout = 'channels-last' if fast == PEER_CL else 'NCHW'
+    rep.block('peer')
+    rep(
+        f'{w}x{h}, random weights, base preset, {args.seg} prior; every row timed in the same {args.repeats} '
+        'interleaved rounds after one warm-up, under `torch.inference_mode`. Ratios: median of the per-round '
+        f"ratios (spread over the rounds), to the peer's faster layout ({layout}"
+        ' here) and to its NCHW run.'
+    )
+    rep()
+    rows = []
+    for name, (_, what) in cands.items():
+        vs_fast = '' if name == fast else t.fmt_ratio(name, fast)
+        vs_nchw = '' if name == PEER_NCHW else t.fmt_ratio(name, PEER_NCHW)
+        rows.append([name, what, t.fmt(name), vs_fast, vs_nchw])
+    rep.table(['row', 'inside the timed call', 'latency', 'vs the peer, faster layout', 'vs the peer, NCHW'], rows)
+    rep.data['times'] = t.to_json()
+    rep.data['faster_peer_layout'] = fast
+    rep.data['ratios'] = {k: {'vs_fast': t.ratio(k, fast), 'vs_nchw': t.ratio(k, PEER_NCHW)} for k in cands}
+    rep.data['size'] = [w, h]
+    rep.data['seg'] = args.seg

@@ -1,0 +1,555 @@
+"""Does SEM turn what a segmentation prior knows into better enhancement of unseen photos?
+
+DeepSPG networks are trained with the same seed, the same batches and the same budget, differing only
+in where the SEM features come from (``prior.source``, see
+:class:`~deepspg_basicsr.models.deepspg_model.DeepSPGModel`) or in one switch:
+
+* ``no semantics``: ``network_g.use_semantics: false`` (no SEM at all);
+* ``input (default)``: the prior on the low-light input (the deployable setting);
+* ``gt (oracle)``: the prior on the ground truth: features of a prior that *knows the answer*;
+* ``shuffled (control)``: the prior on the ground truth of another image of the batch: the same kind
+  of features, carrying nothing about this image;
+* ``published SEM, input``: the prior on the input, SEM as published (``sem_spatial: false``);
+* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4);
+* ``Retinexformer (peer)``: Retinexformer's LOL-v1 network (``--retinexformer FILE``, its own
+  ``RetinexFormer_arch.py``, never part of this project) trained the same way: same batches, losses,
+  optimiser and budget, padded to a multiple of 8 and cropped back.
+
+Every network is evaluated on whole *unseen* test photos (``eval15``) with features from its own
+source (the oracle: each photo's ground truth; the control: the next photo's), PSNR / SSIM / GT-mean
+PSNR; the input-prior networks also with the inference levers (prior at half resolution, no C2F pass).
+Each (variant, seed) is one job whose result is a JSON file in ``--out``: jobs already there are not
+rerun (a run that dies resumes), and ``--shard i/n`` splits the jobs between processes.
+
+Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint,
+``../shared/priors/`` or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
+(the demo's HRNet-W18-small with RANDOM weights, the first proof's setting).
+
+Section ``proof`` of ``deepspg-bench`` (block ``proof``); ``scripts/semantic_proof.py`` runs it with one
+thread by default. ``--quick``: the demo data, the demo's random prior, 10 iterations, no semantics against
+the oracle (a check that the machinery runs). Usage::
+
+    python datasets/make_photo_pairs.py                    # the real-photo pairs (docs/DATA.md)
+    deepspg-bench proof --threads 1                        # everything, one process
+    deepspg-bench proof --threads 1 --shard 0/2 &  deepspg-bench proof --threads 1 --shard 1/2   # two processes
+    deepspg-bench proof --report-only --write-docs         # the tables from the jobs' files, into the docs
+"""
+
+import copy
+import importlib.util
+import json
+import os
+import platform
+import random
+import time
+
+import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
+
+# isort: split
+from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
+
+import numpy as np
+import torch
+import yaml
+from basicsr.utils import tensor2img
+
+from .common import DEMO_ROOT, ROOT, build, ensure_demo_data, training_loader
+
+DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_demo.yml')
+PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
+SHARED_PRIORS = os.path.join(os.path.dirname(ROOT), 'shared', 'priors')
+#: Prior presets: option sections merged into the demo's (``seg_checkpoint`` None: the file named).
+PRIORS = {
+    'demo': ({}, None),
+    'espnetv2-pascal': (
+        {
+            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_pascal-384x384.py', 'seg_branches': [1, 2, 3]},
+            'network_g': {'sem_channels': [128, 256, 512]},
+        },
+        'espnetv2_s_2.0_pascal_384x384.pth',
+    ),
+    'espnetv2-city': (
+        {
+            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_city-1024x512.py', 'seg_branches': [1, 2, 3]},
+            'network_g': {'sem_channels': [128, 256, 512]},
+        },
+        'espnetv2_s_2.0_city_1024x512.pth',
+    ),
+}
+KL = {'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.01, 'temperature': 1.0}}
+#: Variant -> (option sections merged into the proof's, source of the SEM features at evaluation).
+VARIANTS = {
+    'no semantics': ({'network_g': {'use_semantics': False}}, 'none'),
+    'input (default)': ({}, 'input'),
+    'gt (oracle)': ({'prior': {'source': 'gt'}}, 'gt'),
+    'shuffled (control)': ({'prior': {'source': 'shuffled'}}, 'shuffled'),
+    'published SEM, input': ({'network_g': {'sem_spatial': False}}, 'input'),
+    'input + semantic KL': ({'train': KL}, 'input'),
+    'no semantics + semantic KL': ({'network_g': {'use_semantics': False}, 'train': KL}, 'none'),
+}
+MAIN_VARIANTS = list(VARIANTS)[:5]
+PEER = 'Retinexformer (peer)'
+#: Retinexformer's LOL-v1 network (its ``Options/RetinexFormer_LOL_v1.yml``).
+PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, 'num_blocks': [1, 2, 2]}
+PEER_ARCH = 'DeepSPGProofPeerRetinexFormer'
+
+
+def register_peer(path):
+    """Register Retinexformer's network class, read from its own file ``path``, as an arch of this
+    script (:data:`PEER_ARCH`) that pads its input to a multiple of 8 (reflect) and crops back."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    if PEER_ARCH in ARCH_REGISTRY:
+        return
+    spec = importlib.util.spec_from_file_location('deepspg_proof_peer', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Padded(torch.nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            self.net = module.RetinexFormer(**kwargs)
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            x = torch.nn.functional.pad(x, (0, (-w) % 8, 0, (-h) % 8), mode='reflect')
+            return self.net(x)[..., :h, :w]
+
+    ARCH_REGISTRY._do_register(PEER_ARCH, Padded)
+
+
+#: Inference levers evaluated on the input-prior networks: name -> (``prior`` options set for the
+#: evaluation, C2F pass on).
+LEVERS = {'prior at 0.5x': ({'seg_scale': 0.5}, True), 'no C2F pass': ({}, False)}
+
+
+def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
+    """The demo's training options for ``iters`` iterations, as a dict ready for ``build_model``.
+
+    Args:
+        iters (int): Training iterations (also the cosine schedule's period).
+        all_losses (bool): Keep the demo's semantic KL and CLIP losses (else pixel + edge).
+        extra (dict | None): Sections merged one level deep (``network_g``, ``prior``, ``train``).
+        network (dict | None): ``network_g`` entries overriding the demo's (e.g. a smaller width).
+        prior (str): A key of :data:`PRIORS`.
+        seg_checkpoint (str | None): The prior's checkpoint (default: the preset's file in
+            ``../shared/priors/``).
+        data (dict | None): ``datasets.train`` entries (``gt_size``, ``batch_size_per_gpu``).
+    """
+    with open(DEMO_OPT) as f:
+        opt = yaml.safe_load(f)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})
+    opt['datasets']['train'].update(data or {})
+    train = opt['train']
+    train['total_iter'] = iters
+    train['scheduler'] = dict(train['scheduler'], periods=[iters])
+    if not all_losses:
+        train.pop('semantic_opt', None)
+        train.pop('clip_opt', None)
+    sections, filename = PRIORS[prior]
+    if filename is not None:
+        sections = copy.deepcopy(sections)
+        sections['prior']['seg_checkpoint'] = seg_checkpoint or os.path.join(SHARED_PRIORS, filename)
+    for section, values in [*copy.deepcopy(sections).items(), ('network_g', network or {})]:
+        opt.setdefault(section, {}).update(values)
+    for section, values in copy.deepcopy(extra or {}).items():
+        opt.setdefault(section, {}).update(values)
+    return opt
+
+
+def training_batches(root, gt_size, batch, seed):
+    """Endless training batches, the same sequence for a given seed whatever the training does in
+    between: the crops and flips draw from their own saved ``random`` / NumPy states."""
+    loader = training_loader(gt_size, batch, root, torch.Generator().manual_seed(seed))
+    state = (random.Random(seed).getstate(), np.random.RandomState(seed).get_state())
+    while True:
+        outer = (random.getstate(), np.random.get_state())
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        item = next(loader)
+        state = (random.getstate(), np.random.get_state())
+        random.setstate(outer[0])
+        np.random.set_state(outer[1])
+        yield item
+
+
+def test_pairs(root, split='eval15', limit=None):
+    """The pairs of ``split`` (``eval15``: unseen test photos; ``our485``: training) as (name, lq, gt),
+    each a whole image (1, 3, H, W) in [0, 1]; the first ``limit`` only, if given."""
+    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
+
+    dataset = PairedLLIEDataset(
+        {
+            'name': f'proof_{split}',
+            'type': 'PairedLLIEDataset',
+            'phase': 'val',
+            'dataroot_gt': os.path.join(root, split, 'high'),
+            'dataroot_lq': os.path.join(root, split, 'low'),
+            'io_backend': {'type': 'disk'},
+        }
+    )
+    items = [dataset[i] for i in range(min(len(dataset), limit or len(dataset)))]
+    return [(os.path.basename(d['lq_path']), d['lq'][None], d['gt'][None]) for d in items]
+
+
+def train(opt, batches, seed):
+    """Build a DeepSPGModel (enhancer weights from ``seed``) and train it on ``batches`` as BasicSR's
+    loop does. Returns the model, the logged ``l_pix`` of every iteration and the seconds taken."""
+    model = build(opt, seed=seed)
+    warmup = opt['train'].get('warmup_iter', -1)
+    l_pix = []
+    start = time.perf_counter()
+    for it in range(1, opt['train']['total_iter'] + 1):
+        model.update_learning_rate(it, warmup_iter=warmup)
+        model.feed_data(next(batches))
+        model.optimize_parameters(it)
+        l_pix.append(model.get_current_log()['l_pix'])
+    return model, l_pix, time.perf_counter() - start
+
+
+def evaluate(model, pairs, source, prior_opt=None, c2f=True):
+    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on
+    ``pairs`` with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as
+    ``test`` runs it, C2F included), ``gt`` (each image's ground truth), ``shuffled`` (the next
+    image's ground truth).
+
+    Args:
+        prior_opt (dict | None): ``prior`` options set for this evaluation only (e.g.
+            ``{'seg_scale': 0.5}``).
+        c2f (bool): Allow the coarse-to-fine pass (sources ``input`` / ``none``).
+    """
+    net = model.net_g
+    was_training = net.training
+    net.eval()
+    saved = copy.deepcopy(model.opt.get('prior'))
+    model.opt['prior'] = dict(saved or {}, **(prior_opt or {}))
+    values = []
+    try:
+        with torch.inference_mode():
+            for i, (_, lq, gt) in enumerate(pairs):
+                if source in ('input', 'none'):
+                    out = model.enhance(net, lq, c2f=c2f)
+                else:
+                    other = gt if source == 'gt' else pairs[(i + 1) % len(pairs)][2]
+                    out = model.enhance(net, lq, sem_feats=model.sem_features(other), c2f=False)
+                a, b = tensor2img(out.clamp(0, 1)), tensor2img(gt)
+                values.append(
+                    (calculate_psnr_llie(a, b), calculate_ssim_llie(a, b), calculate_psnr_llie(a, b, gt_mean=True))
+                )
+    finally:
+        model.opt['prior'] = saved
+        net.train(was_training)
+    psnr, ssim, psnr_gt_mean = np.mean(values, axis=0)
+    return {'psnr': float(psnr), 'ssim': float(ssim), 'psnr_gt_mean': float(psnr_gt_mean)}
+
+
+def tiled_features(features, x, tile):
+    """SEM features of ``x`` with the prior run on ``tile`` x ``tile`` pieces, as it sees training crops
+    (the image reflect-padded to a multiple of ``tile``, each level's pieces stitched, cropped back to
+    ``ceil(size / stride)``). ``features(piece)``: the prior's feature list of one piece; ``tile`` a
+    multiple of the prior's largest stride."""
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (0, (-w) % tile, 0, (-h) % tile), mode='reflect')
+    rows = []
+    for y in range(0, padded.shape[-2], tile):
+        pieces = [features(padded[..., y : y + tile, x0 : x0 + tile]) for x0 in range(0, padded.shape[-1], tile)]
+        rows.append([torch.cat(level, -1) for level in zip(*pieces)])
+    out = []
+    for level in zip(*rows):
+        f = torch.cat(level, -2)
+        stride = tile // level[0].shape[-2]
+        out.append(f[..., : -(-h // stride), : -(-w // stride)])
+    return out
+
+
+def evaluate_tiled_prior(model, pairs, tile):
+    """:func:`evaluate` (source ``input``, C2F on) with every prior pass run on ``tile``-sized pieces."""
+    whole = model.sem_features
+    model.sem_features = lambda x, scale=None: tiled_features(lambda t: whole(t, 1.0), x, tile)
+    try:
+        return evaluate(model, pairs, 'input')
+    finally:
+        del model.sem_features
+
+
+def run_job(
+    name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False, save=None
+):
+    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`);
+    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``)."""
+    extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
+    opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
+    if name == PEER:
+        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    train_data = opt['datasets']['train']
+    batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
+    model, l_pix, seconds = train(opt, batches, seed)
+    if save:
+        torch.save({'params': model.net_g.state_dict()}, save)
+    row = {
+        'variant': name,
+        'seed': seed,
+        'test': evaluate(model, test_pairs(root), source),
+        'train_subset': evaluate(model, test_pairs(root, 'our485', limit=10), source),
+        'l_pix_end': float(np.mean(l_pix[-max(1, iters // 10) :])),
+        'seconds': seconds,
+        's_per_iter': seconds / iters,
+    }
+    if source == 'input':
+        pairs = test_pairs(root)
+        row['levers'] = {lever: evaluate(model, pairs, 'input', o, c2f) for lever, (o, c2f) in LEVERS.items()}
+    row['psnr_own'], row['psnr_train_own'] = row['test']['psnr'], row['train_subset']['psnr']
+    return row
+
+
+def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None, variants=None, log=print, **kw):
+    """Train and evaluate ``variants`` (default: :data:`MAIN_VARIANTS`) with one seed.
+
+    Returns:
+        dict: variant -> the job's dict: ``test`` / ``train_subset`` (``psnr``, ``ssim``,
+        ``psnr_gt_mean`` on the unseen photos / the first 10 training photos, own source),
+        ``psnr_own`` / ``psnr_train_own`` (their PSNR), ``levers`` (input-prior variants),
+        ``l_pix_end`` (mean logged ``l_pix`` of the last 10 % of iterations), ``seconds``,
+        ``s_per_iter``; and ``input_psnr`` (the test inputs themselves).
+    """
+    results = {'input_psnr': input_psnr(root)}
+    for name in variants or MAIN_VARIANTS:
+        results[name] = run_job(name, seed, root, iters, network=network, all_losses=all_losses, **kw)
+        log(f'[{name}: {json.dumps(results[name])}]')
+    return results
+
+
+def input_psnr(root):
+    return float(np.mean([calculate_psnr_llie(tensor2img(lq), tensor2img(gt)) for _, lq, gt in test_pairs(root)]))
+
+
+def _slug(name):
+    return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+
+
+def _mean_std(values):
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _fmt(values, digits=2):
+    mean, std = _mean_std(values)
+    return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def report(rep, rows, args, input_db):
+    """Markdown tables (means ± std over seeds) and the targets, from the jobs' dicts."""
+    by = {}
+    for r in rows:
+        by.setdefault(r['variant'], {})[r['seed']] = r
+    seeds = sorted({r['seed'] for r in rows})
+    base = by.get('no semantics', {})
+    rep(
+        f'- command: `{args.command}`; machine: {platform.machine()}, {os.cpu_count()} logical cores, '
+        f'torch {torch.__version__}, {args.threads} thread(s) per process; data `{os.path.relpath(args.root, ROOT)}` '
+        f'({len(test_pairs(args.root))} unseen test photos, whole images); seeds {seeds}; {args.iters} iterations, '
+        f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
+        f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
+    )
+    rep()
+    table = []
+    for name in [*VARIANTS, PEER]:
+        runs = by.get(name)
+        if not runs:
+            continue
+        common = [s for s in runs if s in base]
+        delta = (
+            _fmt([runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in common])
+            if common and name != 'no semantics'
+            else ''
+        )
+        vals = list(runs.values())
+        table.append(
+            [
+                name,
+                len(vals),
+                _fmt([r['test']['psnr'] for r in vals]),
+                delta,
+                _fmt([r['test']['ssim'] for r in vals], 3),
+                _fmt([r['test']['psnr_gt_mean'] for r in vals]),
+                _fmt([r['train_subset']['psnr'] for r in vals]),
+                f'{np.mean([r["s_per_iter"] for r in vals]):.2f}',
+            ]
+        )
+    rep.table(
+        [
+            'variant',
+            'seeds',
+            'unseen PSNR (dB)',
+            'vs no semantics (paired by seed)',
+            'unseen SSIM',
+            'unseen GT-mean PSNR (dB)',
+            '10 training photos PSNR (dB)',
+            's / iteration',
+        ],
+        table,
+    )
+    lever_rows = []
+    for name, runs in by.items():
+        names = sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str)
+        for lever in names:
+            vals = [r['levers'][lever] for r in runs.values() if lever in r.get('levers', {})]
+            if vals:
+                full = [r['test']['psnr'] for r in runs.values() if lever in r.get('levers', {})]
+                change = _fmt([v['psnr'] - f for v, f in zip(vals, full)])
+                lever_rows.append(
+                    [name, lever, _fmt([v['psnr'] for v in vals]), change, _fmt([v['ssim'] for v in vals], 3)]
+                )
+    if lever_rows:
+        rep.table(['network', 'inference lever', 'unseen PSNR (dB)', 'change (dB)', 'unseen SSIM'], lever_rows)
+    for line in targets(by):
+        rep(line)
+
+
+def targets(by):
+    """The issue's targets as lines of text (paired differences to ``no semantics`` by seed)."""
+    base = by.get('no semantics', {})
+    lines = []
+
+    def deltas(name):
+        runs = by.get(name, {})
+        return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
+
+    d_in, d_or, d_sh = deltas('input (default)'), deltas('gt (oracle)'), deltas('shuffled (control)')
+    none_std = _mean_std([r['test']['psnr'] for r in base.values()])[1] if base else float('nan')
+    if d_in:
+        m, s = _mean_std(d_in)
+        ok = m >= 0.3 and m > 2 * max(s, none_std)
+        lines.append(
+            f'- input prior vs no semantics: {m:+.2f} dB (std of the paired difference {s:.2f}, of no semantics '
+            f'{none_std:.2f}); target >= +0.3 dB and > 2 x std: {"MET" if ok else "MISSED"}'
+        )
+    if d_or:
+        m, _ = _mean_std(d_or)
+        lines.append(f'- oracle vs no semantics: {m:+.2f} dB; target >= +1.0 dB: {"MET" if m >= 1.0 else "MISSED"}')
+    if d_sh:
+        m, s = _mean_std(d_sh)
+        ok = m <= 2 * max(s, none_std)
+        lines.append(
+            f'- shuffled control vs no semantics: {m:+.2f} dB (std {s:.2f}); target: no better within noise: '
+            f'{"MET" if ok else "MISSED"}'
+        )
+    return lines
+
+
+def add_arguments(parser):
+    parser.add_argument('--root', help='data root holding our485/ and eval15/ (default: datasets/photos/LOL-v1)')
+    parser.add_argument('--prior', choices=list(PRIORS), default='espnetv2-pascal')
+    parser.add_argument('--seg-checkpoint', help="the prior's checkpoint (default: ../shared/priors/<file>)")
+    parser.add_argument('--iters', type=int, default=300, help='training iterations per job (default 300)')
+    parser.add_argument('--gt-size', type=int, default=96, help='training crop size (default 96)')
+    parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='default: all')
+    parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
+    parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
+    parser.add_argument(
+        '--work', help="folder of the jobs' JSON and weights files (default: results/semantic_proof/<prior>)"
+    )
+    parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
+    parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --work')
+    parser.add_argument(
+        '--tiled-prior',
+        action='store_true',
+        help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
+    )
+
+
+def _quick(rep, args):
+    """``--quick``: the demo data and prior, 10 iterations, width 8, no semantics against the oracle."""
+    root = ensure_demo_data(DEMO_ROOT)
+    network = {'num_feat': args.num_feat or 8, 'illum_feat': args.num_feat or 8}
+    results = run_proof(
+        root, min(args.iters, 10), args.seeds[0], network=network, variants=['no semantics', 'gt (oracle)']
+    )
+    rep.block('proof-quick')
+    rep(f'- `{rep.command}`: demo data, random prior, {min(args.iters, 10)} iterations (a check, not a result)')
+    rep()
+    rep.table(
+        ['variant', 'unseen PSNR (dB)', 'unseen GT-mean PSNR (dB)'],
+        [
+            [k, f'{v["test"]["psnr"]:.2f}', f'{v["test"]["psnr_gt_mean"]:.2f}']
+            for k, v in results.items()
+            if k != 'input_psnr'
+        ],
+    )
+    rep.data['results'] = results
+
+
+def run(rep, args):
+    """The ``proof`` section: run this process's jobs, then the tables of every job found."""
+    if args.quick:
+        return _quick(rep, args)
+    args.root = args.root or (PHOTO_ROOT if os.path.isdir(PHOTO_ROOT) else DEMO_ROOT)
+    if not os.path.isdir(os.path.join(args.root, 'eval15')):
+        raise SystemExit(
+            f"no pairs under '{args.root}': run python datasets/make_photo_pairs.py (or make_demo_data.py)"
+        )
+    out = args.work or os.path.join(ROOT, 'results', 'semantic_proof', args.prior)
+    os.makedirs(out, exist_ok=True)
+    args.command = rep.command
+    args.threads = torch.get_num_threads()
+    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    chosen = args.variants or list(VARIANTS)  # the main table's variants first, for every seed
+    groups = ([v for v in chosen if v in MAIN_VARIANTS], [v for v in chosen if v not in MAIN_VARIANTS])
+    if args.retinexformer:
+        register_peer(args.retinexformer)
+        groups += ([PEER],)
+    jobs = [(v, s) for group in groups for s in args.seeds for v in group]
+    index, count = (int(v) for v in args.shard.split('/'))
+    for k, (name, seed) in enumerate(jobs):
+        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
+            continue
+        weights = path[: -len('.json')] + '.pth'
+        row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network, save=weights)
+        row['command'] = args.command
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(row, f, indent=2)
+        os.replace(tmp, path)
+        print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
+    if args.tiled_prior:
+        for name, seed in jobs:
+            path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+            if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(path[:-5] + '.pth'):
+                continue
+            with open(path) as f:
+                row = json.load(f)
+            lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
+            if lever in row['levers']:
+                continue
+            opt = proof_options(args.iters, False, VARIANTS[name][0], network, args.prior, args.seg_checkpoint, data)
+            model = build(opt, seed=seed)
+            model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
+            row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)
+            with open(path + '.tmp', 'w') as f:
+                json.dump(row, f, indent=2)
+            os.replace(path + '.tmp', path)
+            print(f'[{name} seed {seed}, {lever}: {row["levers"][lever]}]', flush=True)
+    rows = []
+    for name, seed in jobs:
+        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        if os.path.exists(path):
+            with open(path) as f:
+                rows.append(json.load(f))
+    rep.block('proof')
+    report(rep, rows, args, input_psnr(args.root))
+    rep.data['jobs'] = rows
+
+
+def main(argv=None):
+    """``python scripts/semantic_proof.py ...``: the ``proof`` section with 1 thread by default."""
+    import sys
+
+    from .cli import run_section
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--threads' not in argv:
+        argv += ['--threads', '1']
+    run_section('proof', argv)

@@ -1,0 +1,68 @@
+"""Section ``train``: a training iteration step by step, and per loss configuration.
+
+Demo data (``datasets/demo``, from ``datasets/make_demo_data.py``), random weights, Adam. The
+breakdown times the steps of ``DeepSPGModel.optimize_parameters`` one at a time, in its order (each
+loss's backward taken to the output with ``autograd.grad``, then the enhancer backward once with the
+summed gradient); "whole iteration" is ``feed_data`` + ``optimize_parameters`` as training runs them,
+the loss configurations timed in the same interleaved rounds (ratios per round). Block: ``train``.
+"""
+
+import statistics
+
+from .common import LOSS_NAMES, PERF, build, devices, iteration, model_options, train_breakdown, training_loader
+from .core import rounds
+
+#: Loss configurations compared: name -> (extra option sections, losses on).
+LOSS_CONFIGS = {
+    'pixel + edge': ({}, ('pixel', 'edge')),
+    'pixel + edge + semantic': ({}, ('pixel', 'edge', 'semantic')),
+    'pixel + edge + CLIP': ({}, ('pixel', 'edge', 'clip')),
+    'all four losses': ({}, LOSS_NAMES),
+    'all four losses, `perf` (bf16 + channels_last)': ({'perf': PERF}, LOSS_NAMES),
+}
+
+
+def add_arguments(parser):
+    parser.add_argument('--lol', action='store_true', help='also the LOL-v1 settings (HRNet-W48 + ViT-B-16)')
+    parser.add_argument('--lol-batch', type=int, default=2, help='batch of the LOL-v1 rows on CPU')
+
+
+def run(rep, args):
+    settings = [('demo', 'HRNet-W18-small', 'DeepSPG-CLIP-tiny', 64, 4, 'batch 4 (as the demo)')]
+    if args.quick:
+        settings = [('demo (quick: 32x32 crops, batch 2)', 'HRNet-W18-small', 'DeepSPG-CLIP-tiny', 32, 2, 'batch 2')]
+    elif args.lol:
+        settings.append(('LOL-v1', 'HRNet-W48', 'ViT-B-16', 128, args.lol_batch, ''))
+    rep.block('train')
+    for device in devices():
+        for name, seg, clip, gt_size, batch, note in settings:
+            if name == 'LOL-v1':
+                batch = 16 if device.type == 'cuda' else args.lol_batch
+                note = 'batch 16' if batch == 16 else f'batch {batch} (reduced from 16 on CPU)'
+            rep(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
+            rep()
+            batches = training_loader(gt_size, batch)
+            full = build(model_options(seg, clip, is_train=True), device)
+            parts = train_breakdown(full, batches, args.repeats)
+            meds = {k: statistics.median(v) for k, v in parts.items()}
+            total = sum(v for k, v in meds.items() if not k.startswith(' '))
+            rows = [[k, f'{v:.3f}', f'{v / total:.0%}'] for k, v in meds.items()]
+            rows.append(['**sum of the steps**', f'{total:.3f}', '100%'])
+            rep.table(['step', 'median (s)', 'share'], rows)
+            models = {}
+            for key, (extra, losses) in LOSS_CONFIGS.items():
+                models[key] = build(model_options(seg, clip, is_train=True, losses=losses, extra=extra), device)
+                models[key].net_g.load_state_dict(full.net_g.state_dict())
+            del full
+            t = rounds({k: iteration(m, batches) for k, m in models.items()}, args.repeats, device=device)
+            ref = 'pixel + edge'
+            rep.table(
+                ['whole iteration', 'latency', 'vs pixel + edge (per round)'],
+                [[k, t.fmt(k), t.fmt_ratio(k, ref)] for k in t],
+            )
+            rep.data.setdefault(name, {})[device.type] = {
+                'steps': parts,
+                'iterations': t.to_json(),
+                'ratios': {k: t.ratio(k, ref) for k in t},
+            }
+            del models
