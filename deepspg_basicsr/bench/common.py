@@ -21,6 +21,7 @@ __all__ = [
     'ROOT',
     'DEMO_ROOT',
     'SEG_CONFIGS',
+    'SEG_BRANCHES',
     'PRESETS',
     'PERF',
     'CONFIGS',
@@ -48,7 +49,10 @@ DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
 SEG_CONFIGS = {
     'HRNet-W48': ('hrnet/fcn_hr48_4xb4-160k_ade20k-512x512.py', [48, 96, 192]),
     'HRNet-W18-small': ('hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py', [18, 36, 72]),
+    'ESPNetv2-PASCAL': ('espnetv2/espnetv2_s2.0_pascal-384x384.py', [128, 256, 512]),
 }
+#: Prior branches fed to SEM where they are not [0, 1, 2] (ESPNetv2: its encoder at strides 4 / 8 / 16).
+SEG_BRANCHES = {'ESPNetv2-PASCAL': [1, 2, 3]}
 #: Enhancer presets: name -> ``network_g`` widths.
 PRESETS = {'base': {'num_feat': 16, 'illum_feat': 16}, 'large': {'num_feat': 32, 'illum_feat': 32}}
 #: The ``perf`` levers that change the output (bf16); channels-last and BN folding are defaults.
@@ -168,7 +172,7 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
         'prior': {
             'seg_config': config,
             'seg_checkpoint': None,
-            'seg_branches': [0, 1, 2],
+            'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2]),
             'clip_model': clip,
             'clip_pretrained': None,
         },

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from basicsr.models import build_model
 
-from .common import ROOT, load_peer
+from .common import ROOT, SEG_BRANCHES, load_peer
 from .common import SEG_CONFIGS as SEG
 from .common import demo_images as _demo_images
 from .core import rounds
@@ -55,7 +55,7 @@ def model_opt(seg, perf=None):
         'world_size': 1,
         'num_gpu': 0,
         'network_g': {'type': 'DeepSPG', 'num_feat': 16, 'illum_feat': 16, 'sem_channels': channels},
-        'prior': {'seg_config': config, 'seg_branches': [0, 1, 2]},
+        'prior': {'seg_config': config, 'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2])},
         'path': {},
     }
     if perf:

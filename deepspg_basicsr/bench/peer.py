@@ -25,6 +25,7 @@ ENHANCE = 'DeepSPG default pipeline (DeepSPGModel.enhance, as deepspg-enhance / 
 RAW = 'DeepSPG raw (DeepSPG.forward, prior unfolded, NCHW)'
 ORT = 'DeepSPG default pipeline, ONNX Runtime fp32 (exported DeepSPGPipeline)'
 LOSSY = 'DeepSPG lossy: bf16 + channels-last, prior at half resolution'
+HALF_PRIOR = 'DeepSPG pipeline, prior at half resolution (fp32, prior.seg_scale 0.5)'
 
 
 def add_arguments(parser):
@@ -35,6 +36,7 @@ def add_arguments(parser):
     parser.add_argument('--ort', action='store_true', help='also ONNX Runtime fp32 (exports once into --work)')
     parser.add_argument('--no-raw', action='store_true', help='leave out the raw (unfolded, NCHW) row')
     parser.add_argument('--lossy', action='store_true', help='also the lossy configuration (bf16, half prior)')
+    parser.add_argument('--half-prior', action='store_true', help='also the pipeline with prior.seg_scale 0.5 (fp32)')
     parser.add_argument('--work', default='/tmp/deepspg_bench', help='exported models (reused)')
 
 
@@ -73,6 +75,9 @@ def candidates(args, x):
             return [f[b] for b in branches]
 
         out[RAW] = (lambda: plain_net(x, feats(x), prior=feats), 'the same computation, no perf defaults')
+    if args.half_prior:
+        half = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, seg_scale=0.5).eval()
+        out[HALF_PRIOR] = (lambda: half(x), 'the default pipeline with both prior passes at half resolution')
     if args.lossy:
         fast = build(model_options(args.seg, extra={'perf': {'amp': 'bf16'}, 'prior': {'seg_scale': 0.5}}))
         fast.get_bare_model(fast.net_g).load_state_dict(net.state_dict())
