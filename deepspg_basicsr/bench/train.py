@@ -9,7 +9,17 @@ the loss configurations timed in the same interleaved rounds (ratios per round).
 
 import statistics
 
-from .common import LOSS_NAMES, PERF, build, devices, iteration, model_options, train_breakdown, training_loader
+from .common import (
+    LOSS_NAMES,
+    PERF,
+    SEG_CONFIGS,
+    build,
+    devices,
+    iteration,
+    model_options,
+    train_breakdown,
+    training_loader,
+)
 from .core import rounds
 
 #: Loss configurations compared: name -> (extra option sections, losses on).
@@ -17,6 +27,8 @@ LOSS_CONFIGS = {
     'pixel + edge': ({}, ('pixel', 'edge')),
     'pixel + edge + semantic': ({}, ('pixel', 'edge', 'semantic')),
     'pixel + edge + CLIP': ({}, ('pixel', 'edge', 'clip')),
+    'pixel + edge, no SEM': ({'network_g': {'use_semantics': False}}, ('pixel', 'edge')),
+    'pixel + edge + semantic, no SEM': ({'network_g': {'use_semantics': False}}, ('pixel', 'edge', 'semantic')),
     'all four losses': ({}, LOSS_NAMES),
     'all four losses, `perf` (bf16 + channels_last)': ({'perf': PERF}, LOSS_NAMES),
 }
@@ -25,10 +37,12 @@ LOSS_CONFIGS = {
 def add_arguments(parser):
     parser.add_argument('--lol', action='store_true', help='also the LOL-v1 settings (HRNet-W48 + ViT-B-16)')
     parser.add_argument('--lol-batch', type=int, default=2, help='batch of the LOL-v1 rows on CPU')
+    parser.add_argument('--seg', default='HRNet-W18-small', choices=sorted(SEG_CONFIGS), help='prior of the demo rows')
+    parser.add_argument('--gt-size', type=int, default=64, help='crop size of the demo rows (default 64)')
 
 
 def run(rep, args):
-    settings = [('demo', 'HRNet-W18-small', 'DeepSPG-CLIP-tiny', 64, 4, 'batch 4 (as the demo)')]
+    settings = [('demo', args.seg, 'DeepSPG-CLIP-tiny', args.gt_size, 4, 'batch 4 (as the demo)')]
     if args.quick:
         settings = [('demo (quick: 32x32 crops, batch 2)', 'HRNet-W18-small', 'DeepSPG-CLIP-tiny', 32, 2, 'batch 2')]
     elif args.lol:
@@ -52,7 +66,8 @@ def run(rep, args):
             models = {}
             for key, (extra, losses) in LOSS_CONFIGS.items():
                 models[key] = build(model_options(seg, clip, is_train=True, losses=losses, extra=extra), device)
-                models[key].net_g.load_state_dict(full.net_g.state_dict())
+                no_sem = extra.get('network_g', {}).get('use_semantics') is False  # no SEM: its keys are extra
+                models[key].net_g.load_state_dict(full.net_g.state_dict(), strict=not no_sem)
             del full
             t = rounds({k: iteration(m, batches) for k, m in models.items()}, args.repeats, device=device)
             ref = 'pixel + edge'
