@@ -264,3 +264,18 @@ def test_a_default_report_prints_lines_and_tables(capsys):
     rep.table(['a'], [[1]])
     out = capsys.readouterr().out
     assert '# T' in out and '| a |\n|---|\n| 1 |' in out and '_Made by `deepspg-bench report' in out
+
+
+def test_a_section_run_leaves_the_logger_level_and_threads_as_they_were(tmp_path):
+    import logging
+
+    import torch
+
+    logger = logging.getLogger('basicsr')
+    level, threads = logger.level, torch.get_num_threads()
+    logger.setLevel(logging.INFO)
+    try:
+        cli.run_section('sizes', ['--quick', '--threads', '1', '--no-clip', '--out', str(tmp_path / 's.md')])
+        assert logger.level == logging.INFO and torch.get_num_threads() == threads
+    finally:
+        logger.setLevel(level)

@@ -72,12 +72,20 @@ def run_section(section, argv=()):
     from .common import ROOT
 
     args = build_parser(section).parse_args(list(argv))
-    logging.getLogger('basicsr').setLevel(logging.ERROR)  # the random-weight warnings are expected
-    set_threads(args.threads)
-    args.repeats = args.repeats or (2 if args.quick else 3)
-    rep = Report(section, argv=list(argv), machine=machine_record(args.threads or None))
-    section_module(section).run(rep, args)
-    rep.finish()
+    import torch
+
+    logger = logging.getLogger('basicsr')
+    level, threads = logger.level, torch.get_num_threads()
+    logger.setLevel(logging.ERROR)  # the random-weight warnings are expected; restored afterwards
+    try:
+        set_threads(args.threads)
+        args.repeats = args.repeats or (2 if args.quick else 3)
+        rep = Report(section, argv=list(argv), machine=machine_record(args.threads or None))
+        section_module(section).run(rep, args)
+        rep.finish()
+    finally:  # a section run as a library call leaves the process's settings as they were
+        logger.setLevel(level)
+        torch.set_num_threads(threads)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:
