@@ -286,17 +286,17 @@ def run_job(
     model, l_pix, seconds = train(opt, batches, seed)
     if save:
         torch.save({'params': model.net_g.state_dict()}, save)
+    pairs = test_pairs(root)
     row = {
         'variant': name,
         'seed': seed,
-        'test': evaluate(model, test_pairs(root), source),
+        'test': evaluate(model, pairs, source),
         'train_subset': evaluate(model, test_pairs(root, 'our485', limit=10), source),
         'l_pix_end': float(np.mean(l_pix[-max(1, iters // 10) :])),
         'seconds': seconds,
         's_per_iter': seconds / iters,
     }
     if source == 'input':
-        pairs = test_pairs(root)
         row['levers'] = {lever: evaluate(model, pairs, 'input', o, c2f) for lever, (o, c2f) in LEVERS.items()}
     row['psnr_own'], row['psnr_train_own'] = row['test']['psnr'], row['train_subset']['psnr']
     return row
@@ -346,7 +346,8 @@ def report(rep, rows, args, input_db):
     rep(
         f'- command: `{args.command}`; machine: {platform.machine()}, {os.cpu_count()} logical cores, '
         f'torch {torch.__version__}, {args.threads} thread(s) per process; data `{os.path.relpath(args.root, ROOT)}` '
-        f'({len(test_pairs(args.root))} unseen test photos, whole images); seeds {seeds}; {args.iters} iterations, '
+        f'({len(os.listdir(os.path.join(args.root, "eval15", "low")))} unseen test photos, whole images); '
+        f'seeds {seeds}; {args.iters} iterations, '
         f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
         f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
     )
