@@ -36,7 +36,6 @@ the oracle (a check that the machinery runs). Usage::
 """
 
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -53,7 +52,7 @@ import torch
 import yaml
 from basicsr.utils import tensor2img
 
-from .common import DEMO_ROOT, ROOT, build, ensure_demo_data, training_loader
+from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, training_loader
 
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_demo.yml')
 PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
@@ -89,26 +88,22 @@ VARIANTS = {
 }
 MAIN_VARIANTS = list(VARIANTS)[:5]
 PEER = 'Retinexformer (peer)'
-#: Retinexformer's LOL-v1 network (its ``Options/RetinexFormer_LOL_v1.yml``).
-PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, 'num_blocks': [1, 2, 2]}
 PEER_ARCH = 'DeepSPGProofPeerRetinexFormer'
 
 
 def register_peer(path):
-    """Register Retinexformer's network class, read from its own file ``path``, as an arch of this
-    script (:data:`PEER_ARCH`) that pads its input to a multiple of 8 (reflect) and crops back."""
+    """Register Retinexformer's network class, read from its own file ``path`` (:func:`~.common.load_peer`),
+    as an arch of this module (:data:`PEER_ARCH`) that pads its input to a multiple of 8 (reflect) and
+    crops back. Its weights are drawn from the RNG the model builder seeded."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
     if PEER_ARCH in ARCH_REGISTRY:
         return
-    spec = importlib.util.spec_from_file_location('deepspg_proof_peer', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
 
     class Padded(torch.nn.Module):
         def __init__(self, **kwargs):
             super().__init__()
-            self.net = module.RetinexFormer(**kwargs)
+            self.net = load_peer(path, options=kwargs, seed=int(torch.randint(2**31, ())))
 
         def forward(self, x):
             h, w = x.shape[-2:]

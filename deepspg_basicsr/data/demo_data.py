@@ -24,6 +24,8 @@ from os import path as osp
 import cv2
 import numpy as np
 
+from ..utils.image_io import write_png
+
 DEFAULT_SEED = 20240601
 MANIFEST = 'demo_manifest.json'
 MANIFEST_VERSION = 1
@@ -131,14 +133,6 @@ def _resize_cover(photo, size):
     return resized[top : top + h, left : left + w]
 
 
-def _write_png(path, img):
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for '{path}'")
-    with open(path, 'wb') as f:
-        f.write(buf.tobytes())
-
-
 def _expected_files(manifest):
     files = [osp.join('LOL-v1', rel) for rel in manifest['files']]
     for split in SPLITS:
@@ -207,7 +201,7 @@ def make_demo_data(root='datasets/demo', seed=DEFAULT_SEED, force=False):
         low, params = darken(high, rng)
         split = SPLITS[split_idx]
         for side, img in (('low', low), ('high', high)):
-            _write_png(osp.join(lol_dir, split, side, name), img)
+            write_png(osp.join(lol_dir, split, side, name), img, compression=1)
             manifest['files'].append(f'{split}/{side}/{name}')
         manifest['params'][f'{split}/{name}'] = params
         manifest['train' if split_idx == 0 else 'test'].append(name)

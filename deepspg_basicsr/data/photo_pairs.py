@@ -46,6 +46,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from ..utils.image_io import write_png
+
 MANIFEST = 'MANIFEST.json'
 MANIFEST_VERSION = 1
 DEFAULT_OUT = 'datasets/photos/LOL-v1'
@@ -446,14 +448,6 @@ def _photo_rng(seed, name):
     return np.random.default_rng([seed, zlib.crc32(name.encode('utf-8'))])
 
 
-def _write_png(path, img):
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for '{path}'")
-    with open(path, 'wb') as f:
-        f.write(buf.tobytes())
-
-
 def _prepare_out(out):
     """Empty the generated parts of ``out``; refuse a non-empty folder that this module did not make."""
     if osp.isdir(out) and os.listdir(out) and not osp.isfile(osp.join(out, MANIFEST)):
@@ -515,7 +509,7 @@ def make_photo_pairs(
         low = darken(high, rng=rng, **params)
         split = split_of[photo.name]
         for side, arr in (('low', low), ('high', high)):
-            _write_png(osp.join(out, split, side, f'{photo.name}.png'), arr)
+            write_png(osp.join(out, split, side, f'{photo.name}.png'), arr)
             means[side].append(float(arr.mean() / 255.0))
         records.append(
             {

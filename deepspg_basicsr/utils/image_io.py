@@ -187,3 +187,19 @@ def write_image(path, tensor, record=None):
         if isinstance(err, ImageIOError):
             raise
         raise ImageIOError(f'cannot write image {path}: {err}') from err
+
+
+def write_png(path, img, compression=3):
+    """Write an 8/16-bit array (BGR, as OpenCV's) as PNG, through ``cv2.imencode`` so that non-ASCII
+    paths work; an encoding failure raises naming the file.
+
+    Args:
+        path (str): Destination file.
+        img (ndarray): (H, W) or (H, W, C) uint8 / uint16.
+        compression (int): zlib level 0-9 (speed against size). Default: 3.
+    """
+    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for '{path}'")
+    with open(path, 'wb') as f:
+        f.write(buf.tobytes())
