@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from .gated_block import GatedBlock
 from .sem_block import SemanticEmbeddingModule
 from .text_guidance import MultiLevelFusion, TextConditionedAttention
 
@@ -46,6 +47,22 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+
+
+class Stage(nn.ModuleList):
+    """A sequence of blocks at one scale; gated blocks built with a guide receive it."""
+
+    def forward(self, x, guide=None):
+        for block in self:
+            x = block(x, guide) if isinstance(block, GatedBlock) and block.guide is not None else block(x)
+        return x
+
+
+def make_stage(block_type, channels, num_blocks, kernel_size=3, guide_channels=0):
+    """``num_blocks`` blocks of ``block_type`` ('residual' or 'gated') at ``channels``."""
+    if block_type == 'residual':
+        return Stage([ResBlock(channels) for _ in range(num_blocks)])
+    return Stage([GatedBlock(channels, kernel_size, guide_channels) for _ in range(num_blocks)])
 
 
 class IlluminationEstimator(nn.Module):
@@ -136,12 +153,19 @@ class DeepSPG(nn.Module):
         text_dim=512,
         padding_mode='replicate',
         sem_spatial=True,
+        block_type='residual',
+        dw_kernels=(3, 3, 3),
+        illum_guide=False,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
             raise ValueError(f"network_g.padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
-        if len(num_blocks) != 3 or len(num_heads) != 3:
-            raise ValueError('num_blocks and num_heads need one entry per level (3)')
+        if block_type not in ('residual', 'gated'):
+            raise ValueError(f"network_g.block_type must be 'residual' or 'gated', got {block_type!r}")
+        if illum_guide and block_type != 'gated':
+            raise ValueError("network_g.illum_guide needs network_g.block_type: 'gated'")
+        if len(num_blocks) != 3 or len(num_heads) != 3 or len(dw_kernels) != 3:
+            raise ValueError('num_blocks, num_heads and dw_kernels need one entry per level (3)')
         if use_semantics and len(sem_channels) != 3:
             raise ValueError(f'sem_channels needs 3 entries (scales 1, 1/2, 1/4), got {list(sem_channels)}')
         widths = [num_feat, num_feat * 2, num_feat * 4]
@@ -150,15 +174,14 @@ class DeepSPG(nn.Module):
         self.c2f = c2f
         self.illumination = IlluminationEstimator(illum_feat, illum_floor)
         self.embed = nn.Conv2d(3 + illum_feat, widths[0], 3, 1, 1)
-        self.encoders = nn.ModuleList(
-            [nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)]
-        )
+        self.illum_guide = illum_guide
+        guide = illum_feat if illum_guide else 0
+        stages = list(zip(widths, num_blocks, dw_kernels))
+        self.encoders = nn.ModuleList([make_stage(block_type, w, n, k, guide) for w, n, k in stages])
         self.downs = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1) for i in range(2)])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, 2) for i in range(2)])
         self.fuses = nn.ModuleList([nn.Conv2d(widths[i] * 2, widths[i], 1) for i in range(2)])
-        self.decoders = nn.ModuleList(
-            [nn.Sequential(*[ResBlock(w) for _ in range(n)]) for w, n in zip(widths, num_blocks)]
-        )
+        self.decoders = nn.ModuleList([make_stage(block_type, w, n, k, guide) for w, n, k in stages])
         if use_semantics:
             self.sems = nn.ModuleList(
                 [
@@ -208,10 +231,17 @@ class DeepSPG(nn.Module):
         xp = pad_to_multiple(x, self.down_factor)
         illum, illum_feat = self.illumination(xp)
         refl0 = xp / illum
-        e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)))
-        e1 = self.encoders[1](self.downs[0](e0))
-        e2 = self.encoders[2](self.downs[1](e1))
-        return {'size': x.shape[-2:], 'illum': illum, 'refl0': refl0, 'e0': e0, 'e1': e1, 'e2': e2}
+        g = self._guides(illum_feat)
+        e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)), g[0])
+        e1 = self.encoders[1](self.downs[0](e0), g[1])
+        e2 = self.encoders[2](self.downs[1](e1), g[2])
+        return {'size': x.shape[-2:], 'illum': illum, 'refl0': refl0, 'e0': e0, 'e1': e1, 'e2': e2, 'guides': g}
+
+    def _guides(self, illum_feat):
+        """The illumination features at scales 1, 1/2, 1/4 (average-pooled), or Nones without ``illum_guide``."""
+        if not self.illum_guide:
+            return [None, None, None]
+        return [illum_feat, F.avg_pool2d(illum_feat, 2), F.avg_pool2d(illum_feat, 4)]
 
     def decode(self, enc, sem_feats=None, text_feats=None, text_mask=None):
         """The semantic decoder and recomposition on the output of :meth:`encode`.
@@ -225,11 +255,12 @@ class DeepSPG(nn.Module):
         """
         h, w = enc['size']
         t = (text_feats, text_mask)
-        d2 = self.decoders[2](self._text(2, self._sem(2, enc['e2'], sem_feats), *t))
+        g = enc['guides']
+        d2 = self.decoders[2](self._text(2, self._sem(2, enc['e2'], sem_feats), *t), g[2])
         d1 = self.fuses[1](torch.cat([self.ups[1](d2), enc['e1']], dim=1))
-        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t))
+        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t), g[1])
         d0 = self.fuses[0](torch.cat([self.ups[0](d1), enc['e0']], dim=1))
-        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t))
+        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t), g[0])
         if self.text_guidance:
             d0 = self.fusion([d0, d1, d2])
         illum = enc['illum']

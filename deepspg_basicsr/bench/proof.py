@@ -168,6 +168,30 @@ def training_batches(root, gt_size, batch, seed):
         yield item
 
 
+def validation_root(root, count, dest):
+    """A data root under ``dest`` that holds out ``count`` of ``root``'s training photos for validation.
+
+    ``our485`` keeps the other training photos and ``eval15`` holds the ``count`` held-out ones (every
+    ``len / count``-th photo in name order, so the choice does not depend on a seed); both are links to
+    ``root``'s files. The unseen test photos of ``root`` are not used at all: settings are chosen on this
+    split and the unseen photos reported once for the final choice.
+    """
+    names = sorted(os.listdir(os.path.join(root, 'our485', 'low')))
+    if not 0 < count < len(names):
+        raise SystemExit(f'--val {count}: needs 0 < count < {len(names)} (the training photos under {root})')
+    step = len(names) / count
+    held = {names[int(i * step)] for i in range(count)}
+    for split, chosen in (('our485', [n for n in names if n not in held]), ('eval15', sorted(held))):
+        for side in ('low', 'high'):
+            folder = os.path.join(dest, split, side)
+            os.makedirs(folder, exist_ok=True)
+            for name in chosen:
+                link = os.path.join(folder, name)
+                if not os.path.lexists(link):
+                    os.symlink(os.path.abspath(os.path.join(root, 'our485', side, name)), link)
+    return dest
+
+
 def test_pairs(root, split='eval15', limit=None):
     """The pairs of ``split`` (``eval15``: unseen test photos; ``our485``: training) as (name, lq, gt),
     each a whole image (1, 3, H, W) in [0, 1]; the first ``limit`` only, if given."""
@@ -202,7 +226,7 @@ def train(opt, batches, seed):
     return model, l_pix, time.perf_counter() - start
 
 
-def evaluate(model, pairs, source, prior_opt=None, c2f=True):
+def evaluate(model, pairs, source, prior_opt=None, c2f=True, outputs=None):
     """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on
     ``pairs`` with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as
     ``test`` runs it, C2F included), ``gt`` (each image's ground truth), ``shuffled`` (the next
@@ -212,6 +236,7 @@ def evaluate(model, pairs, source, prior_opt=None, c2f=True):
         prior_opt (dict | None): ``prior`` options set for this evaluation only (e.g.
             ``{'seg_scale': 0.5}``).
         c2f (bool): Allow the coarse-to-fine pass (sources ``input`` / ``none``).
+        outputs (list | None): When given, each output is appended to it (uint8 RGB, (H, W, 3)).
     """
     net = model.net_g
     was_training = net.training
@@ -228,6 +253,8 @@ def evaluate(model, pairs, source, prior_opt=None, c2f=True):
                     other = gt if source == 'gt' else pairs[(i + 1) % len(pairs)][2]
                     out = model.enhance(net, lq, sem_feats=model.sem_features(other), c2f=False)
                 a, b = tensor2img(out.clamp(0, 1)), tensor2img(gt)
+                if outputs is not None:
+                    outputs.append(a[..., ::-1])
                 values.append(
                     (calculate_psnr_llie(a, b), calculate_ssim_llie(a, b), calculate_psnr_llie(a, b, gt_mean=True))
                 )
@@ -267,12 +294,36 @@ def evaluate_tiled_prior(model, pairs, tile):
         del model.sem_features
 
 
+def merge_sections(base, extra):
+    """``base`` with ``extra``'s sections merged one level deep (new dicts; neither argument changes)."""
+    out = copy.deepcopy(base or {})
+    for section, values in (extra or {}).items():
+        out[section] = dict(out.get(section) or {}, **copy.deepcopy(values))
+    return out
+
+
 def run_job(
-    name, seed, root, iters, prior='demo', seg_checkpoint=None, data=None, network=None, all_losses=False, save=None
+    name,
+    seed,
+    root,
+    iters,
+    prior='demo',
+    seg_checkpoint=None,
+    data=None,
+    network=None,
+    all_losses=False,
+    save=None,
+    options=None,
+    levers=True,
 ):
     """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`);
-    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``)."""
+    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``); ``options``:
+    sections merged into every variant's options before the variant's own switch (``--options``; the peer
+    takes its ``train`` section only); ``levers``: also evaluate the inference levers."""
+    if name == PEER:
+        options = {k: v for k, v in (options or {}).items() if k == 'train'}
     extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
+    extra = merge_sections(options, extra)
     opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
     if name == PEER:
         opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
@@ -291,7 +342,7 @@ def run_job(
         'seconds': seconds,
         's_per_iter': seconds / iters,
     }
-    if source == 'input':
+    if source == 'input' and levers:
         row['levers'] = {lever: evaluate(model, pairs, 'input', o, c2f) for lever, (o, c2f) in LEVERS.items()}
     row['psnr_own'], row['psnr_train_own'] = row['test']['psnr'], row['train_subset']['psnr']
     return row
@@ -449,6 +500,26 @@ def add_arguments(parser):
     parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --work')
     parser.add_argument(
+        '--options',
+        help='YAML file or inline YAML: sections (network_g, train, prior) merged into every variant '
+        '(the peer takes only train), e.g. "{network_g: {block_type: gated}}"',
+    )
+    parser.add_argument(
+        '--val',
+        type=int,
+        default=0,
+        help='hold out this many training photos and evaluate on them instead of the unseen photos '
+        '(choose settings here; report the unseen photos once)',
+    )
+    parser.add_argument('--no-levers', action='store_true', help='skip the inference levers (faster screening)')
+    parser.add_argument(
+        '--analyse',
+        nargs='+',
+        metavar='LABEL=WORK:VARIANT',
+        help="only decompose the saved networks' errors on the test photos (bench/proof_analysis.py)",
+    )
+    parser.add_argument('--figure', help='with --analyse: save the crops figure (PNG) here')
+    parser.add_argument(
         '--tiled-prior',
         action='store_true',
         help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
@@ -487,6 +558,21 @@ def run(rep, args):
         )
     out = args.work or os.path.join(ROOT, 'results', 'semantic_proof', args.prior)
     os.makedirs(out, exist_ok=True)
+    if args.val:
+        args.root = validation_root(args.root, args.val, os.path.join(out, f'val{args.val}_data'))
+    if args.analyse:
+        from .proof_analysis import analyse
+
+        return analyse(rep, args)
+    options = None
+    if args.options:
+        text = args.options
+        if os.path.isfile(text):
+            with open(text) as f:
+                text = f.read()
+        options = yaml.safe_load(text)
+        if not isinstance(options, dict):
+            raise SystemExit(f'--options must be a YAML mapping of sections, got {args.options!r}')
     args.command = rep.command
     args.threads = torch.get_num_threads()
     network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
@@ -503,8 +589,21 @@ def run(rep, args):
         if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
             continue
         weights = path[: -len('.json')] + '.pth'
-        row = run_job(name, seed, args.root, args.iters, args.prior, args.seg_checkpoint, data, network, save=weights)
+        row = run_job(
+            name,
+            seed,
+            args.root,
+            args.iters,
+            args.prior,
+            args.seg_checkpoint,
+            data,
+            network,
+            save=weights,
+            options=options,
+            levers=not args.no_levers,
+        )
         row['command'] = args.command
+        row['options'] = options
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
             json.dump(row, f, indent=2)
@@ -520,7 +619,15 @@ def run(rep, args):
             lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
             if lever in row['levers']:
                 continue
-            opt = proof_options(args.iters, False, VARIANTS[name][0], network, args.prior, args.seg_checkpoint, data)
+            opt = proof_options(
+                args.iters,
+                False,
+                merge_sections(options, VARIANTS[name][0]),
+                network,
+                args.prior,
+                args.seg_checkpoint,
+                data,
+            )
             model = build(opt, seed=seed)
             model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
             row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)

@@ -16,7 +16,13 @@ from ..utils.self_ensemble import self_ensemble
 from .llie_base_model import LLIEBaseModel
 
 #: Option key under ``train`` of each loss of eq. 15 -> the model attribute holding it.
-LOSS_KEYS = {'pixel_opt': 'cri_pix', 'edge_opt': 'cri_edge', 'semantic_opt': 'cri_sem', 'clip_opt': 'cri_clip'}
+LOSS_KEYS = {
+    'pixel_opt': 'cri_pix',
+    'edge_opt': 'cri_edge',
+    'ssim_opt': 'cri_ssim',
+    'semantic_opt': 'cri_sem',
+    'clip_opt': 'cri_clip',
+}
 #: Default ``prior.guidance_prompt`` of text guidance.
 DEFAULT_GUIDANCE_PROMPT = 'a well-lit photo with natural colours and clear details'
 #: Values of ``prior.source``: what the segmentation prior sees for the SEM features in training.
@@ -231,6 +237,8 @@ class DeepSPGModel(LLIEBaseModel):
             losses['l_pix'] = self.cri_pix(output, gt)
         if self.cri_edge is not None:
             losses['l_edge'] = self.cri_edge(output, gt)
+        if self.cri_ssim is not None:
+            losses['l_ssim'] = self.cri_ssim(output, gt)
         if self.cri_sem is not None:
             prior_cl = 'prior' in self.perf['channels_last']
             with self.autocast():

@@ -15,7 +15,7 @@ ZERO_REF_LOSS_KEYS = {
     'clip_opt': 'cri_clip',
 }
 #: Losses of the paired models that compare with the ground truth (not available here).
-PAIRED_ONLY_LOSS_KEYS = ('pixel_opt', 'edge_opt', 'histogram_opt', 'perceptual_opt', 'gan_opt')
+PAIRED_ONLY_LOSS_KEYS = ('pixel_opt', 'edge_opt', 'ssim_opt', 'histogram_opt', 'perceptual_opt', 'gan_opt')
 
 
 def paired_only_loss_problems(train_opt):

@@ -1,0 +1,145 @@
+"""Where the proof's networks lose structure: their error decomposed, and the same crops side by side.
+
+``deepspg-bench proof --analyse LABEL=WORK:VARIANT ...`` reloads the weights the proof saved
+(``WORK/<variant>_seed<k>.pth``, every seed found), enhances the unseen photos, and reports the means
+over seeds of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`; with
+``--figure FILE`` it also saves the crops figure: for two photos, the ground truth's flattest and most
+textured 96x96 windows, from the input (brightened to the ground truth's mean for display), each
+network's seed-0 output, and the ground truth.
+"""
+
+import glob
+import json
+import os
+
+import cv2
+import numpy as np
+import torch
+from basicsr.utils import tensor2img
+
+from ..metrics.error_decomposition import BLOCK, decompose_error
+from .proof import PEER, VARIANTS, _slug, build, merge_sections, proof_options, register_peer, test_pairs
+
+CROP = 96
+MEASURES = [
+    ('psnr', 'PSNR (dB)', 2),
+    ('psnr_gt_mean', 'GT-mean PSNR (dB)', 2),
+    ('exposure_stops', 'exposure error (stops)', 2),
+    ('colour_bias', 'colour bias (grey levels)', 2),
+    ('flat_noise', 'noise in flat regions (grey levels; ground truth {gt})', 2),
+    ('detail_ratio', 'detail kept in textured regions (1 = all)', 3),
+    ('gradient_error', 'gradient error (grey levels)', 2),
+]
+
+
+def saved_networks(work, variant):
+    """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json'))):
+        weights = path[: -len('.json')] + '.pth'
+        if os.path.exists(weights):
+            with open(path) as f:
+                row = json.load(f)
+            found.append((row['seed'], row, weights))
+    return found
+
+
+def network_outputs(row, weights, args, pairs):
+    """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
+    from .proof import evaluate
+
+    name = row['variant']
+    options = row.get('options') or {}
+    if name == PEER:
+        register_peer(args.retinexformer)
+        extra, source = {k: v for k, v in options.items() if k == 'train'}, 'none'
+    else:
+        extra, source = merge_sections(options, VARIANTS[name][0]), VARIANTS[name][1]
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    opt = proof_options(args.iters, False, extra, None, args.prior, args.seg_checkpoint, data)
+    if name == PEER:
+        from .common import PEER_OPTIONS
+        from .proof import PEER_ARCH
+
+        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    model = build(opt, seed=row['seed'])
+    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    outputs = []
+    evaluate(model, pairs, source, outputs=outputs)
+    return outputs
+
+
+def _windows(gt):
+    """Top-left corners of the flattest and the most textured CROP x CROP windows of ``gt`` (uint8 RGB)."""
+    y = cv2.cvtColor(gt, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    local = cv2.blur(y * y, (CROP, CROP)) - cv2.blur(y, (CROP, CROP)) ** 2
+    h = CROP // 2
+    inner = local[h : y.shape[0] - h + 1, h : y.shape[1] - h + 1]
+    mean = cv2.blur(y, (CROP, CROP))[h : y.shape[0] - h + 1, h : y.shape[1] - h + 1]
+    flat = np.where(mean > 40, inner, np.inf)  # flat but not black: noise shows there
+    return [np.unravel_index(np.argmin(flat), flat.shape), np.unravel_index(np.argmax(inner), inner.shape)]
+
+
+def crops_figure(path, labels, outputs, pairs, photos=(0, 1)):
+    """Save the crops figure (see the module docstring) to ``path``; ``outputs[label]``: seed-0 outputs."""
+    rows = []
+    for index in photos:
+        _, lq, gt = pairs[index]
+        gt_img = tensor2img(gt)[..., ::-1]
+        lq_img = tensor2img(lq)[..., ::-1].astype(np.float64)
+        shown = np.clip(lq_img * gt_img.mean() / max(lq_img.mean(), 1e-6), 0, 255).astype(np.uint8)
+        for y, x in _windows(gt_img):
+            cells = [shown] + [outputs[label][index] for label in labels] + [gt_img]
+            crops = [
+                cv2.resize(c[y : y + CROP, x : x + CROP], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+                for c in cells
+            ]
+            rows.append(np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0)), constant_values=255) for c in crops], 1))
+    grid = np.concatenate(rows, 0)
+    names = ['input (brightened)', *labels, 'ground truth']
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    cell = grid.shape[1] // len(names)
+    for i, name in enumerate(names):
+        cv2.putText(header, name, (i * cell + 4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, cv2.cvtColor(np.concatenate([header, grid], 0), cv2.COLOR_RGB2BGR))
+
+
+def analyse(rep, args):
+    """The ``--analyse`` report: one row per LABEL=WORK:VARIANT, means ± std over its saved seeds."""
+    pairs = test_pairs(args.root)
+    entries = []
+    for spec in args.analyse:
+        label, rest = spec.split('=', 1)
+        work, variant = rest.rsplit(':', 1)
+        entries.append((label, work, variant))
+    table, seed0, data = [], {}, {}
+    for label, work, variant in entries:
+        nets = saved_networks(work, variant)
+        if not nets:
+            raise SystemExit(f'--analyse {label}: no saved {variant!r} network in {work}')
+        per_seed = []
+        for seed, row, weights in nets:
+            outs = network_outputs(row, weights, args, pairs)
+            if seed == nets[0][0]:
+                seed0[label] = outs
+            rows = [decompose_error(o, tensor2img(gt)[..., ::-1]) for o, (_, _, gt) in zip(outs, pairs)]
+            per_seed.append({k: float(np.mean([r[k] for r in rows])) for k in rows[0]})
+        data[label] = per_seed
+        gt_noise = per_seed[0]['flat_noise_gt']
+        cells = [label, len(per_seed)]
+        for key, _, digits in MEASURES:
+            v = [p[key] for p in per_seed]
+            cells.append(f'{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.{digits}f}')
+        table.append(cells)
+    rep.block('proof-analysis')
+    rep(
+        f'- `{rep.command}`: {len(pairs)} unseen photos, whole images; means ± std over the saved seeds; '
+        f'{BLOCK}x{BLOCK} blocks, flattest / most textured 25 % by the ground truth'
+    )
+    rep()
+    rep.table(['network', 'seeds', *[m[1].format(gt=f'{gt_noise:.2f}') for m in MEASURES]], table)
+    rep.data['analysis'] = data
+    if args.figure:
+        crops_figure(args.figure, [e[0] for e in entries], seed0, pairs)
+        rep(f'- figure: `{os.path.relpath(args.figure)}`')

@@ -1,0 +1,134 @@
+"""The structure levers of DeepSPG: the SSIM loss, the gated block, the error decomposition, the
+proof's validation split."""
+
+import os
+
+from deepspg_basicsr.archs.deepspg_arch import DeepSPG
+from deepspg_basicsr.archs.gated_block import GatedBlock
+from deepspg_basicsr.losses import SPGSSIMLoss
+from deepspg_basicsr.metrics.error_decomposition import decompose_error
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+
+def test_ssim_loss_matches_skimage_inside_the_border():
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 48, 3))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    _, ref = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2, full=True
+    )
+    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
+    ours = 1 - SPGSSIMLoss(reduction='none')(ta, tb)[0].permute(1, 2, 0).numpy()
+    inner = (slice(5, -5), slice(5, -5))
+    np.testing.assert_allclose(ours[inner], ref[inner], atol=1e-4)
+    assert SPGSSIMLoss()(ta, ta).item() == pytest.approx(0.0, abs=1e-6)
+    assert SPGSSIMLoss(loss_weight=2.0, reduction='sum')(ta, tb).item() == pytest.approx(2 * (1 - ours).sum(), rel=1e-4)
+    with pytest.raises(ValueError, match='Unsupported reduction'):
+        SPGSSIMLoss(reduction='max')
+
+
+def test_ssim_loss_prefers_a_small_offset_to_noise_of_the_same_mse():
+    torch.manual_seed(0)
+    gt = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    noise = torch.randn_like(gt) * 0.05
+    offset = torch.full_like(gt, float(noise.pow(2).mean().sqrt()))
+    assert torch.allclose((noise**2).mean(), (offset**2).mean(), rtol=1e-5)
+    assert SPGSSIMLoss()(gt + offset, gt) < SPGSSIMLoss()(gt + noise, gt) / 10
+
+
+def test_gated_block_starts_as_identity_and_learns():
+    torch.manual_seed(0)
+    block = GatedBlock(8, kernel_size=5, guide_channels=4)
+    x, g = torch.randn(2, 8, 9, 11), torch.randn(2, 4, 9, 11)
+    assert torch.equal(block(x, g), x)
+    block(x, g).pow(2).sum().backward()
+    assert block.beta.grad.abs().sum() > 0 and block.gamma.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='needs a guide'):
+        block(x)
+    with pytest.raises(ValueError, match='odd'):
+        GatedBlock(8, kernel_size=4)
+    # 1x1 C->2C, depth-wise k x k on 2C, attention and projection C->C, FFN C->2C and 2C/2->C, norms, scales
+    c, k = 8, 5
+    expected = (2 * c * c + 2 * c) + (2 * c * k * k + 2 * c) + 2 * (c * c + c) + (2 * c * c + 2 * c) + (c * c + c)
+    expected += 4 * c + 2 * c + (4 * c + c)
+    assert sum(p.numel() for p in block.parameters()) == expected
+
+
+def test_gated_deepspg_options_and_earlier_checkpoints():
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 2], sem_channels=[18, 36, 72])
+    gated = DeepSPG(block_type='gated', dw_kernels=[3, 5, 7], illum_guide=True, **kwargs).eval()
+    x = torch.rand(1, 3, 30, 22)
+    feats = [torch.rand(1, c, 8, 6) for c in (18, 36, 72)]
+    with torch.no_grad():
+        assert gated(x, feats).shape == x.shape
+    assert gated.encoders[2][1].dwconv.kernel_size == (7, 7)
+    # the earlier architecture (conv3x3 residual blocks) keeps its state-dict keys
+    old = DeepSPG(block_type='residual', **kwargs)
+    assert 'encoders.0.0.conv1.weight' in old.state_dict()
+    with pytest.raises(ValueError, match='block_type'):
+        DeepSPG(block_type='dense', **kwargs)
+    with pytest.raises(ValueError, match='illum_guide'):
+        DeepSPG(block_type='residual', illum_guide=True, **kwargs)
+    with pytest.raises(ValueError, match='dw_kernels'):
+        DeepSPG(block_type='gated', dw_kernels=[3, 3], **kwargs)
+
+
+def _photo(seed=0, h=96, w=128):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float64)
+    img[:, : w // 2] = (60, 120, 180)  # a flat half
+    img[:, w // 2 :] = rng.random((h, w - w // 2, 3)) * 200 + 20  # a textured half
+    return cv2.GaussianBlur(img, (3, 3), 0.7).clip(0, 255).astype(np.uint8)
+
+
+def test_error_decomposition_on_known_pairs():
+    gt = _photo()
+    same = decompose_error(gt, gt)
+    assert same['psnr'] == float('inf') and same['exposure_stops'] == pytest.approx(0, abs=1e-9)
+    assert same['colour_bias'] == pytest.approx(0, abs=1e-9) and same['detail_ratio'] == pytest.approx(1)
+    assert same['flat_noise'] == pytest.approx(same['flat_noise_gt']) and same['gradient_error'] == 0
+    # half as bright: one stop under, and nothing else once the exposure is matched (up to rounding)
+    half = (gt.astype(np.float64) / 2).round().astype(np.uint8)
+    d = decompose_error(half, gt)
+    assert d['exposure_stops'] == pytest.approx(-1, abs=0.01)
+    assert d['psnr_gt_mean'] > d['psnr'] + 10 and d['colour_bias'] < 1
+    # a colour cast at the same mean grey level
+    cast = np.clip(gt.astype(np.int16) + np.array([12, 0, -12]), 0, 255).astype(np.uint8)
+    assert decompose_error(cast, gt)['colour_bias'] == pytest.approx(np.sqrt(2 * 144 / 3), rel=0.1)
+    # noise in the flat half shows as flat noise; blur shows as lost detail
+    rng = np.random.default_rng(1)
+    noisy = np.clip(gt + rng.normal(0, 6, gt.shape), 0, 255).astype(np.uint8)
+    n = decompose_error(noisy, gt)
+    assert n['flat_noise'] > 3 and n['flat_noise_gt'] < 0.5
+    blurred = cv2.GaussianBlur(gt, (7, 7), 2.0)
+    b = decompose_error(blurred, gt)
+    assert b['detail_ratio'] < 0.7 and n['detail_ratio'] > 1
+    with pytest.raises(ValueError, match='one size'):
+        decompose_error(gt[:10], gt)
+
+
+def test_validation_root_holds_out_training_photos(tmp_path):
+    from deepspg_basicsr.bench.proof import merge_sections, validation_root
+
+    names = [f'p{i:02d}.png' for i in range(10)]
+    for side in ('low', 'high'):
+        os.makedirs(tmp_path / 'src' / 'our485' / side)
+        for n in names:
+            (tmp_path / 'src' / 'our485' / side / n).write_bytes(n.encode())
+    root = validation_root(str(tmp_path / 'src'), 3, str(tmp_path / 'val'))
+    held = sorted(os.listdir(os.path.join(root, 'eval15', 'low')))
+    kept = sorted(os.listdir(os.path.join(root, 'our485', 'high')))
+    assert held == ['p00.png', 'p03.png', 'p06.png'] and len(kept) == 7 and not set(held) & set(kept)
+    assert open(os.path.join(root, 'eval15', 'high', 'p03.png'), 'rb').read() == b'p03.png'
+    assert validation_root(str(tmp_path / 'src'), 3, str(tmp_path / 'val')) == root  # again: no error
+    with pytest.raises(SystemExit, match='--val 10'):
+        validation_root(str(tmp_path / 'src'), 10, str(tmp_path / 'v2'))
+    base = {'network_g': {'a': 1}, 'train': {'x': {'type': 'L1Loss'}}}
+    merged = merge_sections(base, {'network_g': {'b': 2}, 'prior': {'c': 3}})
+    assert merged == {'network_g': {'a': 1, 'b': 2}, 'train': {'x': {'type': 'L1Loss'}}, 'prior': {'c': 3}}
+    assert base == {'network_g': {'a': 1}, 'train': {'x': {'type': 'L1Loss'}}}
