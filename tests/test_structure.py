@@ -132,3 +132,48 @@ def test_validation_root_holds_out_training_photos(tmp_path):
     merged = merge_sections(base, {'network_g': {'b': 2}, 'prior': {'c': 3}})
     assert merged == {'network_g': {'a': 1, 'b': 2}, 'train': {'x': {'type': 'L1Loss'}}, 'prior': {'c': 3}}
     assert base == {'network_g': {'a': 1}, 'train': {'x': {'type': 'L1Loss'}}}
+
+
+def test_filter_head_mixes_smoothed_reflectance_per_pixel():
+    from deepspg_basicsr.archs.filter_head import FilterHead, gaussian_taps
+
+    assert gaussian_taps(2.0).numel() == 9 and gaussian_taps(2.0).sum().item() == pytest.approx(1.0)
+    torch.manual_seed(0)
+    head = FilterHead(4, sigmas=[1.0, 2.0])
+    feat, refl0 = torch.randn(1, 4, 20, 24), torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        head.residual.weight.zero_()
+        head.residual.bias.zero_()
+        head.weights.weight.zero_()
+        head.weights.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))  # all weight on the identity
+        assert torch.allclose(head(feat, refl0), refl0, atol=1e-6)
+        head.weights.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))  # all weight on the widest Gaussian
+        smooth = head(feat, refl0)
+        assert smooth.std() < refl0.std() / 2
+        # a constant stays constant (replicate padding, normalised taps)
+        const = torch.full_like(refl0, 0.3)
+        assert torch.allclose(head(feat, const), const, atol=1e-6)
+        # interior pixel: the separable Gaussian by hand
+        g = gaussian_taps(2.0)
+        k = g[:, None] * g[None, :]
+        assert smooth[0, 1, 10, 12].item() == pytest.approx((refl0[0, 1, 6:15, 8:17] * k).sum().item(), rel=1e-5)
+
+
+def test_illumination_at_a_coarser_scale_is_smooth():
+    torch.manual_seed(0)
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 1], use_semantics=False, head='filter')
+    x = (torch.rand(1, 3, 32, 40) * 0.2).clamp(0, 1)
+    fine, coarse = DeepSPG(illum_scale=1, **kwargs).eval(), DeepSPG(illum_scale=4, **kwargs).eval()
+    coarse.load_state_dict(fine.state_dict())  # same parameters, only where L is estimated differs
+    with torch.no_grad():
+        l_fine = fine(x, return_aux=True)['illumination']
+        l_coarse = coarse(x, return_aux=True)['illumination']
+
+    def roughness(m):
+        return (m[..., 1:, :] - m[..., :-1, :]).abs().mean() + (m[..., 1:] - m[..., :-1]).abs().mean()
+
+    assert l_coarse.shape == x.shape and roughness(l_coarse) < roughness(l_fine) / 2
+    with pytest.raises(ValueError, match='illum_scale'):
+        DeepSPG(illum_scale=3, **kwargs)
+    with pytest.raises(ValueError, match='head'):
+        DeepSPG(**dict(kwargs, head='mlp'))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from .filter_head import FilterHead
 from .gated_block import GatedBlock
 from .sem_block import SemanticEmbeddingModule
 from .text_guidance import MultiLevelFusion, TextConditionedAttention
@@ -156,12 +157,20 @@ class DeepSPG(nn.Module):
         block_type='residual',
         dw_kernels=(3, 3, 3),
         illum_guide=False,
+        head='residual',
+        head_sigmas=(1.0, 2.0),
+        illum_scale=1,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
             raise ValueError(f"network_g.padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
         if block_type not in ('residual', 'gated'):
             raise ValueError(f"network_g.block_type must be 'residual' or 'gated', got {block_type!r}")
+        if illum_scale not in (1, 2, 4):
+            raise ValueError(f'network_g.illum_scale must be 1, 2 or 4, got {illum_scale!r}')
+        self.illum_scale = illum_scale
+        if head not in ('residual', 'filter'):
+            raise ValueError(f"network_g.head must be 'residual' or 'filter', got {head!r}")
         if illum_guide and block_type != 'gated':
             raise ValueError("network_g.illum_guide needs network_g.block_type: 'gated'")
         if len(num_blocks) != 3 or len(num_heads) != 3 or len(dw_kernels) != 3:
@@ -196,7 +205,10 @@ class DeepSPG(nn.Module):
                 [TextConditionedAttention(w, text_dim, heads) for w, heads in zip(widths, num_heads)]
             )
             self.fusion = MultiLevelFusion(widths, widths[0])
-        self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
+        if head == 'filter':
+            self.head = FilterHead(widths[0], head_sigmas)
+        else:
+            self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
         self.padding_mode = padding_mode
         set_padding_mode(self, padding_mode)
@@ -229,7 +241,13 @@ class DeepSPG(nn.Module):
             features ``e0``, ``e1``, ``e2`` at scales 1, 1/2, 1/4.
         """
         xp = pad_to_multiple(x, self.down_factor)
-        illum, illum_feat = self.illumination(xp)
+        if self.illum_scale == 1:
+            illum, illum_feat = self.illumination(xp)
+        else:  # estimated on the average-pooled input: smooth, and blind to pixel-scale noise
+            illum, illum_feat = self.illumination(F.avg_pool2d(xp, self.illum_scale))
+            size = xp.shape[-2:]
+            illum = F.interpolate(illum, size=size, mode='bilinear', align_corners=False)
+            illum_feat = F.interpolate(illum_feat, size=size, mode='bilinear', align_corners=False)
         refl0 = xp / illum
         g = self._guides(illum_feat)
         e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)), g[0])
@@ -264,7 +282,10 @@ class DeepSPG(nn.Module):
         if self.text_guidance:
             d0 = self.fusion([d0, d1, d2])
         illum = enc['illum']
-        refl = enc['refl0'] + self.conv_out(d0)
+        if hasattr(self, 'head'):
+            refl = self.head(d0, enc['refl0'])
+        else:
+            refl = enc['refl0'] + self.conv_out(d0)
         out = refl * illum.pow(F.softplus(self.gamma_raw))
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
