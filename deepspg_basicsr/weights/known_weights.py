@@ -32,6 +32,7 @@ __all__ = [
     'locate_weights',
     'resolve_weights',
     'complete_prior_options',
+    'downloads_allowed',
 ]
 
 #: Folder of the weights shipped as package data (with their licence notice).
@@ -217,14 +218,24 @@ def _not_found(name_or_path, kind):
     )
 
 
-def locate_weights(name_or_path, kind=None, download=True):
+#: Environment variable that turns downloads off (a missing known file is then an error at once).
+OFFLINE_ENV = 'DEEPSPG_OFFLINE'
+
+
+def downloads_allowed():
+    """False when ``$DEEPSPG_OFFLINE`` is set to anything but ``0`` / ``false`` / empty."""
+    return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('', '0', 'false', 'no')
+
+
+def locate_weights(name_or_path, kind=None, download=None):
     """Resolve a weights option to a local file and its sha256.
 
     Args:
         name_or_path (str | os.PathLike): An existing file (returned unchanged, its sha256 computed)
             or a name of :data:`KNOWN_WEIGHTS` (any case).
         kind (str | None): ``segmentation`` or ``clip``: refuse a known name of the other kind.
-        download (bool): Download a known file missing from the cache. False: raise instead.
+        download (bool | None): Download a known file missing from the cache. False: raise instead.
+            None: unless ``$DEEPSPG_OFFLINE`` is set (:func:`downloads_allowed`).
 
     Returns:
         ResolvedWeights: ``path``, ``sha256`` (full hex digest) and ``entry`` (None for a path).
@@ -254,8 +265,9 @@ def locate_weights(name_or_path, kind=None, download=True):
     cached = os.path.join(cache_dir(), entry.filename)
     if os.path.isfile(cached):
         digest = verify_file(cached, entry.sha256)
-    elif not download:
-        raise _offline(entry, cached, 'downloads are off here')
+    elif not (downloads_allowed() if download is None else download):
+        reason = f'downloads are off: {OFFLINE_ENV} is set' if download is None else 'downloads are off here'
+        raise _offline(entry, cached, reason)
     else:
         try:
             digest = download_file(entry.url, cached, entry.sha256)
@@ -276,14 +288,15 @@ def _offline(entry, cached, reason):
     )
 
 
-def resolve_weights(name_or_path, kind=None, download=True):
+def resolve_weights(name_or_path, kind=None, download=None):
     """The local file of a weights option: an existing path unchanged, a known name resolved.
 
     Args:
         name_or_path (str | os.PathLike | None): A file, or a name of :data:`KNOWN_WEIGHTS`. None
             returns None (random weights: the caller warns).
         kind (str | None): ``segmentation`` or ``clip``: refuse a known name of the other kind.
-        download (bool): Download a known file missing from the cache (see :func:`locate_weights`).
+        download (bool | None): Download a known file missing from the cache; None: unless
+            ``$DEEPSPG_OFFLINE`` is set (see :func:`locate_weights`).
 
     Returns:
         str | None: A local file whose sha256 was verified when ``name_or_path`` is a known name.
