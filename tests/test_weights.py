@@ -36,6 +36,7 @@ def cache(tmp_path, monkeypatch):
     """An empty weights cache of this test (``DEEPSPG_WEIGHTS_DIR``)."""
     folder = tmp_path / 'cache'
     monkeypatch.setenv('DEEPSPG_WEIGHTS_DIR', str(folder))
+    monkeypatch.delenv('DEEPSPG_OFFLINE', raising=False)
     return folder
 
 
@@ -278,7 +279,10 @@ def test_offline_error_names_url_cache_path_and_option(cache, server, monkeypatc
     assert not cache.exists() or os.listdir(cache) == []
     with pytest.raises(W.WeightsError, match='downloads are off'):
         W.resolve_weights('hrnet-w18s-ade20k', download=False)
-    assert server.hits == {'/w/absent.pth': 1}
+    monkeypatch.setenv('DEEPSPG_OFFLINE', '1')
+    with pytest.raises(W.WeightsError, match='downloads are off: DEEPSPG_OFFLINE is set'):
+        W.resolve_weights('hrnet-w18s-ade20k')
+    assert server.hits == {'/w/absent.pth': 1}  # neither asked the server
 
 
 def test_a_damaged_cached_file_is_refused_not_replaced(cache, server, monkeypatch):
@@ -358,3 +362,16 @@ def test_clip_by_name_loads_a_verified_torchscript_archive(cache, server, monkey
         _load_weights_file(str(archive), allow_unsafe=False)
     with pytest.raises(ValueError, match='holds DeepSPG-CLIP-tiny weights, but prior.clip_model is'):
         build_open_clip('ViT-B-16', 'clip-vit-b16-openai')
+
+
+def test_docs_table_matches_the_known_weights():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / 'docs' / 'WEIGHTS.md').read_text()
+    for w in W.KNOWN_WEIGHTS.values():
+        assert f'| `{w.name}` |' in doc and w.filename in doc and w.sha256 in doc, w.name
+        assert w.url.split('//', 1)[1].split('/', 1)[0] in doc, w.name
+        for section, values in w.options.items():
+            for key, value in values.items():
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                assert f'{key}: {text}' in doc, (w.name, section, key)
