@@ -2,7 +2,6 @@
 
 import copy
 import logging
-import os
 from os import path as osp
 
 import torch
@@ -144,11 +143,12 @@ class SegmentationPrior(nn.Module):
             resolved = locate_weights(checkpoint, kind='segmentation')
             self.checkpoint, self.checkpoint_sha256 = resolved.path, resolved.sha256
             self.load_checkpoint(resolved.path, allow_unsafe=allow_unsafe_checkpoint)
+            entry = resolved.entry
             logger.info(
                 'Semantic prior %s: checkpoint %s%s, sha256 %s',
                 config,
                 resolved.path,
-                '' if resolved.entry is None else f' (known weights {resolved.entry.name}, checksum verified)',
+                '' if entry is None else f' (known weights {entry.name}, {entry.checked} verified)',
                 resolved.sha256,
             )
         self.requires_grad_(False)
@@ -173,7 +173,6 @@ class SegmentationPrior(nn.Module):
                 'model or a published ESPNetv2 segmentation model'
             )
         load_state_dict_strict(self, state, path)
-        logger.info('Semantic prior %s loaded from %s', self.config, os.fspath(path))
 
     def train(self, mode=True):
         """Frozen: always stays in eval mode (BN statistics and dropout fixed)."""

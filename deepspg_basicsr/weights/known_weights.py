@@ -87,6 +87,11 @@ class KnownWeights:
         """Whether :attr:`sha256` is the whole digest (else a published prefix)."""
         return len(self.sha256) == 64
 
+    @property
+    def checked(self):
+        """What is verified of the file: ``checksum`` (the whole sha256) or the published prefix."""
+        return 'checksum' if self.full_sha256 else f'published sha256 prefix {self.sha256}'
+
     def option_fragment(self):
         """A fresh copy of :attr:`options` (sections -> keys), safe to merge into options."""
         return copy.deepcopy(self.options)
@@ -256,11 +261,12 @@ def locate_weights(name_or_path, kind=None, download=None):
         raise WeightsError(
             f'{path!r} names {entry.kind} weights ({entry.label}), not {kind} weights: set it as {entry.option_key}'
         )
-    checked = 'sha256' if entry.full_sha256 else f'published sha256 prefix {entry.sha256}'
     packaged = os.path.join(PACKAGE_WEIGHTS_DIR, entry.filename)
     if entry.packaged and os.path.isfile(packaged):
         digest = verify_file(packaged, entry.sha256)
-        logger.info('Weights %s (%s): %s, sha256 %s (%s verified)', entry.name, entry.label, packaged, digest, checked)
+        logger.debug(
+            'Weights %s (%s): %s, sha256 %s (%s verified)', entry.name, entry.label, packaged, digest, entry.checked
+        )
         return ResolvedWeights(packaged, digest, entry)
     cached = os.path.join(cache_dir(), entry.filename)
     if os.path.isfile(cached):
@@ -273,7 +279,7 @@ def locate_weights(name_or_path, kind=None, download=None):
             digest = download_file(entry.url, cached, entry.sha256)
         except WeightsError as err:
             raise _offline(entry, cached, err.__cause__ or err) from err
-    logger.info('Weights %s (%s): %s, sha256 %s (%s verified)', entry.name, entry.label, cached, digest, checked)
+    logger.debug('Weights %s (%s): %s, sha256 %s (%s verified)', entry.name, entry.label, cached, digest, entry.checked)
     return ResolvedWeights(cached, digest, entry)
 
 
