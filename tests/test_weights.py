@@ -375,3 +375,15 @@ def test_docs_table_matches_the_known_weights():
             for key, value in values.items():
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 assert f'{key}: {text}' in doc, (w.name, section, key)
+
+
+def test_no_option_file_doc_or_code_points_beside_the_repository():
+    """Weights come from the package or the cache, never from a folder next to the checkout."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    files = [repo / 'README.md', *repo.glob('docs/*.md'), *repo.glob('options/*.yml'), *repo.glob('scripts/*')]
+    files += [*repo.glob('deepspg_basicsr/**/*.py'), *repo.glob('tests/*.py')]
+    needles = ('../' + 'shared', 'shared/' + 'priors', 'DEEPSPG_' + 'PRIORS_DIR')
+    bad = [(str(p.relative_to(repo)), n) for p in files if p.is_file() for n in needles if n in p.read_text()]
+    assert bad == []
