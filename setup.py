@@ -91,7 +91,15 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['deepspg_basicsr', 'deepspg_basicsr.*']),
-    package_data={'deepspg_basicsr': ['priors/model_configs/*.json', 'priors/configs/*/*.py']},
+    package_data={
+        'deepspg_basicsr': [
+            'priors/model_configs/*.json',
+            'priors/configs/*/*.py',
+            # the two ESPNetv2 checkpoints (MIT) with their licence notice: docs/WEIGHTS.md
+            'weights/files/*.pth',
+            'weights/files/LICENSE.EdgeNets',
+        ]
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

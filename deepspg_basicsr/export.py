@@ -25,7 +25,6 @@ backend of ``deepspg-enhance`` applies it outside).
 """
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ import sys
 import torch
 
 from .deploy.pipeline import DeepSPGEnhancerOnly, DeepSPGPipeline, ExportError, check_exportable
+from .weights import file_sha256
 
 __all__ = ['OPSET', 'export_model', 'build_export_model', 'file_sha256', 'main']
 
@@ -42,17 +42,6 @@ OPSET = 18
 #: Smallest height / width the exported pipeline accepts (HRNet's four stride-2 stages).
 MIN_SIZE = 16
 OUTPUT_NAMES = ['out', 'illumination', 'reflectance']
-
-
-def file_sha256(path):
-    """Hex sha256 of a file (None for None)."""
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _enhancer_args(args):

@@ -1,17 +1,16 @@
 """The ESPNetv2 prior: the published checkpoints load strictly and segment real photos correctly.
 
-Tests marked ``needs_checkpoint`` read the published files from ``../shared/priors/`` (beside the
-repository) or from ``$DEEPSPG_PRIORS_DIR``. Without them they skip on a user's machine with a message
-saying where to get the files, and fail in CI (``CI`` set), where the files are always there.
+The published files ship with the package (``deepspg_basicsr/weights/files/``, known weights
+``espnetv2-pascal`` and ``espnetv2-city``, sha256-verified when resolved), so every test runs everywhere.
 """
 
 import os
-from pathlib import Path
 
 from deepspg_basicsr.priors.espnetv2 import convert_published_checkpoint
 from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
 from deepspg_basicsr.priors.segmentation_prior import SegmentationPrior
 from deepspg_basicsr.utils.checkpoint import CheckpointError
+from deepspg_basicsr.weights import KNOWN_WEIGHTS, resolve_weights
 
 import numpy as np
 import pytest
@@ -26,22 +25,14 @@ VOC = (
     'background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person '
     'pottedplant sheep sofa train tvmonitor'
 ).split()
-WHERE = (
-    'the published ESPNetv2 checkpoints ({}) come from https://github.com/sacmehta/EdgeNets, folder '
-    'model/segmentation/model_zoo/espnetv2/; put them in ../shared/priors/ beside the repository or set '
-    'DEEPSPG_PRIORS_DIR'
-)
+NAMES = {PASCAL_FILE: 'espnetv2-pascal', CITY_FILE: 'espnetv2-city'}
 
 
-def published(name):
-    """Path of a published checkpoint; skip (user) or fail (CI) when it is not there."""
-    root = Path(os.environ.get('DEEPSPG_PRIORS_DIR', Path(__file__).resolve().parents[2] / 'shared' / 'priors'))
-    path = root / name
-    if not path.is_file():
-        if os.environ.get('CI'):
-            pytest.fail(f'{path} missing in CI: ' + WHERE.format(name))
-        pytest.skip(WHERE.format(name))
-    return str(path)
+def published(filename):
+    """Path of a published checkpoint: the packaged copy, verified against its sha256."""
+    path = resolve_weights(NAMES[filename])
+    assert os.path.basename(path) == filename == KNOWN_WEIGHTS[NAMES[filename]].filename
+    return path
 
 
 @pytest.fixture(scope='module')

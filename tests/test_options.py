@@ -72,5 +72,7 @@ def test_missing_prior_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
     opt.update(num_gpu=0, is_train=False, dist=False, rank=0, world_size=1)
     opt['path']['pretrain_network_g'] = None
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match='fcn_hr48_512x512_160k_ade20k'):
+    monkeypatch.setenv('DEEPSPG_WEIGHTS_DIR', str(tmp_path / 'cache'))  # an empty cache, and no download:
+    monkeypatch.setenv('DEEPSPG_OFFLINE', '1')
+    with pytest.raises(CheckpointError, match=r'fcn_hr48_512x512_160k_ade20k.*DEEPSPG_OFFLINE is set'):
         build_model(opt)

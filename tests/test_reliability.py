@@ -1,6 +1,5 @@
 """Nothing lost on a crash, exact resume, bad input, safe checkpoint loading (docs/RELIABILITY.md)."""
 
-import logging
 import os
 import random
 from pathlib import Path
@@ -23,18 +22,6 @@ from training_runs import REPO, kill_when_logged, launch, logged_losses, make_pa
 @pytest.fixture(scope='module')
 def pairs(tmp_path_factory):
     return make_pairs(str(tmp_path_factory.mktemp('pairs')))
-
-
-@pytest.fixture
-def basicsr_log():
-    """Records of BasicSR's logger (it does not propagate to the root logger once set up)."""
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: records.append(record.getMessage())
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def _write_opt(path, opt):

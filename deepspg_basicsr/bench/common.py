@@ -2,7 +2,8 @@
 
 Every network built here has **random weights** (nothing is downloaded): speed and memory do not
 depend on them. The tables :data:`SEG_CONFIGS` and :data:`PRESETS` name what the sections measure;
-a new prior (e.g. an ESPNetv2 config) is one more entry of :data:`SEG_CONFIGS`.
+:data:`SEG_CONFIGS` is read from the known-weights table (:data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`):
+a new prior is one more name in :data:`BENCH_PRIORS`.
 """
 
 import copy
@@ -16,6 +17,8 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+
+from ..weights import KNOWN_WEIGHTS
 
 __all__ = [
     'ROOT',
@@ -45,14 +48,14 @@ __all__ = [
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
-#: Segmentation priors: name -> (MMSegmentation config, channels of the branches fed to SEM).
+#: The priors the sections measure: names of :data:`~deepspg_basicsr.weights.KNOWN_WEIGHTS`.
+BENCH_PRIORS = ('hrnet-w48-ade20k', 'hrnet-w18s-ade20k', 'espnetv2-pascal')
+#: Segmentation priors: label -> (MMSegmentation config, channels of the branches fed to SEM).
 SEG_CONFIGS = {
-    'HRNet-W48': ('hrnet/fcn_hr48_4xb4-160k_ade20k-512x512.py', [48, 96, 192]),
-    'HRNet-W18-small': ('hrnet/fcn_hr18s_4xb4-160k_ade20k-512x512.py', [18, 36, 72]),
-    'ESPNetv2-PASCAL': ('espnetv2/espnetv2_s2.0_pascal-384x384.py', [128, 256, 512]),
+    KNOWN_WEIGHTS[n].label: (KNOWN_WEIGHTS[n].seg_config, KNOWN_WEIGHTS[n].sem_channels) for n in BENCH_PRIORS
 }
-#: Prior branches fed to SEM where they are not [0, 1, 2] (ESPNetv2: its encoder at strides 4 / 8 / 16).
-SEG_BRANCHES = {'ESPNetv2-PASCAL': [1, 2, 3]}
+#: Prior branches fed to SEM (label -> branches; HRNet [0, 1, 2], ESPNetv2 its encoder at strides 4 / 8 / 16).
+SEG_BRANCHES = {KNOWN_WEIGHTS[n].label: KNOWN_WEIGHTS[n].seg_branches for n in BENCH_PRIORS}
 #: Enhancer presets: name -> ``network_g`` widths.
 PRESETS = {'base': {'num_feat': 16, 'illum_feat': 16}, 'large': {'num_feat': 32, 'illum_feat': 32}}
 #: The ``perf`` levers that change the output (bf16); channels-last and BN folding are defaults.

@@ -21,9 +21,10 @@ PSNR; the input-prior networks also with the inference levers (prior at half res
 Each (variant, seed) is one job whose result is a JSON file in ``--out``: jobs already there are not
 rerun (a run that dies resumes), and ``--shard i/n`` splits the jobs between processes.
 
-Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint,
-``../shared/priors/`` or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
-(the demo's HRNet-W18-small with RANDOM weights, the first proof's setting).
+Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint, which
+ships with the package, or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
+(``options/train_DeepSPG_random_prior_demo.yml``'s HRNet-W18-small with RANDOM weights, the first proof's
+setting). The ESPNetv2 presets are entries of :data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`.
 
 Section ``proof`` of ``deepspg-bench`` (block ``proof``); ``scripts/semantic_proof.py`` runs it with one
 thread by default. ``--quick``: the demo data, the demo's random prior, 10 iterations, no semantics against
@@ -52,28 +53,16 @@ import torch
 import yaml
 from basicsr.utils import tensor2img
 
+from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, training_loader
 
-DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_demo.yml')
+#: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
+DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
 PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
-SHARED_PRIORS = os.path.join(os.path.dirname(ROOT), 'shared', 'priors')
-#: Prior presets: option sections merged into the demo's (``seg_checkpoint`` None: the file named).
+#: Prior presets: (option sections merged into the demo's, known weights name or None for random weights).
 PRIORS = {
     'demo': ({}, None),
-    'espnetv2-pascal': (
-        {
-            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_pascal-384x384.py', 'seg_branches': [1, 2, 3]},
-            'network_g': {'sem_channels': [128, 256, 512]},
-        },
-        'espnetv2_s_2.0_pascal_384x384.pth',
-    ),
-    'espnetv2-city': (
-        {
-            'prior': {'seg_config': 'espnetv2/espnetv2_s2.0_city-1024x512.py', 'seg_branches': [1, 2, 3]},
-            'network_g': {'sem_channels': [128, 256, 512]},
-        },
-        'espnetv2_s_2.0_city_1024x512.pth',
-    ),
+    **{name: (KNOWN_WEIGHTS[name].option_fragment(), name) for name in ('espnetv2-pascal', 'espnetv2-city')},
 }
 KL = {'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.01, 'temperature': 1.0}}
 #: Variant -> (option sections merged into the proof's, source of the SEM features at evaluation).
@@ -127,8 +116,7 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
         extra (dict | None): Sections merged one level deep (``network_g``, ``prior``, ``train``).
         network (dict | None): ``network_g`` entries overriding the demo's (e.g. a smaller width).
         prior (str): A key of :data:`PRIORS`.
-        seg_checkpoint (str | None): The prior's checkpoint (default: the preset's file in
-            ``../shared/priors/``).
+        seg_checkpoint (str | None): The prior's checkpoint (default: the preset's known weights).
         data (dict | None): ``datasets.train`` entries (``gt_size``, ``batch_size_per_gpu``).
     """
     with open(DEMO_OPT) as f:
@@ -141,10 +129,10 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
     if not all_losses:
         train.pop('semantic_opt', None)
         train.pop('clip_opt', None)
-    sections, filename = PRIORS[prior]
-    if filename is not None:
+    sections, weights = PRIORS[prior]
+    if weights is not None:
         sections = copy.deepcopy(sections)
-        sections['prior']['seg_checkpoint'] = seg_checkpoint or os.path.join(SHARED_PRIORS, filename)
+        sections['prior']['seg_checkpoint'] = seg_checkpoint or weights
     for section, values in [*copy.deepcopy(sections).items(), ('network_g', network or {})]:
         opt.setdefault(section, {}).update(values)
     for section, values in copy.deepcopy(extra or {}).items():
@@ -486,7 +474,7 @@ def targets(by):
 def add_arguments(parser):
     parser.add_argument('--root', help='data root holding our485/ and eval15/ (default: datasets/photos/LOL-v1)')
     parser.add_argument('--prior', choices=list(PRIORS), default='espnetv2-pascal')
-    parser.add_argument('--seg-checkpoint', help="the prior's checkpoint (default: ../shared/priors/<file>)")
+    parser.add_argument('--seg-checkpoint', help="the prior's checkpoint (default: the preset's packaged file)")
     parser.add_argument('--iters', type=int, default=300, help='training iterations per job (default 300)')
     parser.add_argument('--gt-size', type=int, default=96, help='training crop size (default 96)')
     parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')

@@ -4,7 +4,8 @@ Runs two trainings through the repository's ``basicsr/train.py`` (each in its ow
 
 * ``zero_ref``: ``options/train_DeepSPG_ZeroRef_demo.yml``, trained on the demo's low-light images
   only (the ground truth of the test pairs is used for PSNR / SSIM, never in training);
-* ``paired``: ``options/train_DeepSPG_demo.yml``, the paired DeepSPG demo.
+* ``paired``: ``options/train_DeepSPG_random_prior_demo.yml``, the paired DeepSPG demo with the same
+  random-weight priors as the zero-reference one.
 
 Both are given the same iterations, batch size, crop size and learning-rate schedule (checked:
 the script stops if the two files differ there), and the same validation metrics (PSNR, SSIM,
@@ -33,7 +34,7 @@ from .common import ensure_demo_data
 
 RUNS = {
     'zero_ref': 'options/train_DeepSPG_ZeroRef_demo.yml',
-    'paired': 'options/train_DeepSPG_demo.yml',
+    'paired': 'options/train_DeepSPG_random_prior_demo.yml',
 }
 #: The validation metrics of both runs.
 METRICS = {

@@ -13,6 +13,7 @@ from ..priors import build_clip_prior, build_segmentation_prior
 from ..priors.hrnet_features import fold_batchnorm
 from ..utils.perf import autocast, compile_module, grad_scaler, parse_perf_options, to_channels_last
 from ..utils.self_ensemble import self_ensemble
+from ..weights import complete_prior_options, known_weights_entry
 from .llie_base_model import LLIEBaseModel
 
 #: Option key under ``train`` of each loss of eq. 15 -> the model attribute holding it.
@@ -41,10 +42,13 @@ class DeepSPGModel(LLIEBaseModel):
 
     Options (besides BasicSR's):
 
-    * ``prior``: ``seg_config``, ``seg_checkpoint``, ``seg_branches`` (backbone branches fed to
+    * ``prior``: ``seg_config``, ``seg_checkpoint`` (a file or a known weights name such as
+      ``espnetv2-pascal``, which also supplies a missing ``seg_config`` / ``seg_branches``; see
+      :mod:`deepspg_basicsr.weights`), ``seg_branches`` (backbone branches fed to
       the network's SEM scales, default [0, 1, 2]), ``seg_scale`` (run the prior on the input
       resized by this factor, default 1.0), ``c2f_seg_scale`` (the same for the coarse-to-fine
-      pass only, default ``seg_scale``), ``clip_model``, ``clip_pretrained``,
+      pass only, default ``seg_scale``), ``clip_model``, ``clip_pretrained`` (a file, an open_clip
+      tag, or the known name ``clip-vit-b16-openai``),
       ``clip_quick_gelu``, ``allow_unsafe_checkpoint``, ``guidance_prompt`` (the sentence whose
       CLIP token embeddings condition a network with ``text_guidance``; computed once and cached),
       ``source`` (what the prior sees for the SEM features in *training*, an ablation for research:
@@ -83,7 +87,7 @@ class DeepSPGModel(LLIEBaseModel):
     def _build_priors(self):
         """Build the priors the options need (idempotent)."""
         net = self.bare_net
-        prior_opt = dict(self.opt.get('prior') or {})
+        prior_opt = complete_prior_options(self.opt.get('prior'))
         need_seg_loss = any(getattr(self, attr, None) is not None for attr in self.seg_loss_attrs)
         need_seg = getattr(net, 'use_semantics', False) or need_seg_loss
         if need_seg and self.seg_prior is None:
@@ -93,9 +97,12 @@ class DeepSPGModel(LLIEBaseModel):
             want = getattr(net, 'sem_channels', None)
             have = [prior.branch_channels[b] for b in branches]
             if getattr(net, 'use_semantics', False) and want is not None and list(want) != have:
+                entry = known_weights_entry(prior_opt.get('seg_checkpoint'))
+                hint = f'; {entry.name} needs network_g.sem_channels {entry.sem_channels}' if entry else ''
                 raise ValueError(
                     f'network_g.sem_channels {list(want)} does not match the prior: {prior_opt.get("seg_config")} '
-                    f'branches {branches} have {have} channels (set network_g.sem_channels or prior.seg_branches)'
+                    f'branches {branches} have {have} channels (set network_g.sem_channels or prior.seg_branches'
+                    f'{hint})'
                 )
             self.seg_prior = prior
         cri_clip = getattr(self, 'cri_clip', None)

@@ -3,6 +3,7 @@
 import copy
 import logging
 import os
+import zipfile
 from os import path as osp
 
 import torch
@@ -15,6 +16,7 @@ from ..utils.checkpoint import (
     load_checkpoint_file,
     load_state_dict_strict,
 )
+from ..weights import known_weights_entry, locate_weights
 
 logger = logging.getLogger('basicsr')
 
@@ -31,7 +33,24 @@ def _register_project_configs():
         open_clip.add_model_config(_CONFIG_DIR)
 
 
-def _load_weights_file(path, allow_unsafe):
+#: Entries of TorchScript archives that are not weights of open_clip's model: OpenAI's settings, and the
+#: attention mask a trace of open_clip's own model stores (a non-persistent buffer there).
+_OPENAI_EXTRA_KEYS = ('input_resolution', 'context_length', 'vocab_size', 'attn_mask')
+
+
+def is_torchscript_archive(path):
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), as OpenAI publishes CLIP."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith('/constants.pkl') for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_weights_file(path, allow_unsafe, trusted=False):
+    """The state dict of a weights file: safetensors, ``torch.save`` (``weights_only`` unless
+    ``allow_unsafe``) or a TorchScript archive (only a ``trusted`` file, i.e. sha256-verified known
+    weights, or with ``allow_unsafe``)."""
     if str(path).endswith('.safetensors'):
         from safetensors.torch import load_file
 
@@ -39,6 +58,15 @@ def _load_weights_file(path, allow_unsafe):
             return load_file(path)
         except Exception as err:
             raise CheckpointError(f'cannot read checkpoint {path}: {err}') from err
+    if is_torchscript_archive(path):
+        if not (trusted or allow_unsafe):
+            raise CheckpointError(
+                f'{path} is a TorchScript archive (as OpenAI publishes CLIP): give it by its known name (e.g. '
+                'prior.clip_pretrained: clip-vit-b16-openai, checksum-verified) or, if you trust the file, set '
+                'allow_unsafe_checkpoint: true'
+            )
+        state = torch.jit.load(path, map_location='cpu').state_dict()
+        return {k: v for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
     return load_checkpoint_file(path, allow_unsafe=allow_unsafe)
 
 
@@ -48,8 +76,10 @@ def build_open_clip(model_name, pretrained=None, quick_gelu=None, allow_unsafe_c
     Args:
         model_name (str): open_clip model name, e.g. ``ViT-B-16``.
         pretrained (str | None): A local weights file (``.bin``/``.pt``/``.pth``/``.safetensors``,
-            a state dict), an open_clip tag such as ``openai`` (needs the network or the hub
-            cache), or None for random weights.
+            a state dict), a known weights name (``clip-vit-b16-openai``: OpenAI's file, downloaded
+            once into the weights cache and sha256-verified, :mod:`deepspg_basicsr.weights`), an
+            open_clip tag such as ``openai`` (needs the network or the hub cache), or None for
+            random weights.
         quick_gelu (bool | None): QuickGELU activations, as OpenAI's weights need. None: what
             open_clip's pretrained table says for (model_name, 'openai') when loading a file.
         allow_unsafe_checkpoint (bool): ``weights_only=False`` for a trusted local file.
@@ -62,6 +92,26 @@ def build_open_clip(model_name, pretrained=None, quick_gelu=None, allow_unsafe_c
     _register_project_configs()
     if model_name not in open_clip.list_models():
         raise ValueError(f'unknown open_clip model {model_name!r}; known: {open_clip.list_models()[:20]} ...')
+    entry = known_weights_entry(pretrained)
+    trusted = False
+    if entry is not None and not osp.isfile(pretrained):
+        fragment = entry.options.get('prior', {})
+        if fragment.get('clip_model', model_name) != model_name:
+            raise ValueError(
+                f'prior.clip_pretrained {entry.name!r} holds {fragment["clip_model"]} weights, but prior.clip_model is '
+                f'{model_name!r} (set prior.clip_model: {fragment["clip_model"]})'
+            )
+        resolved = locate_weights(pretrained, kind='clip')
+        logger.info(
+            'CLIP prior %s: weights %s (known weights %s), sha256 %s',
+            model_name,
+            resolved.path,
+            entry.name,
+            resolved.sha256,
+        )
+        pretrained, trusted = resolved.path, True
+        if quick_gelu is None:
+            quick_gelu = fragment.get('clip_quick_gelu')
     is_file = pretrained is not None and (
         osp.isfile(pretrained) or osp.sep in str(pretrained) or '.' in str(pretrained)
     )
@@ -71,7 +121,7 @@ def build_open_clip(model_name, pretrained=None, quick_gelu=None, allow_unsafe_c
             quick_gelu = bool(cfg.get('quick_gelu', False)) and pretrained is not None
         model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=bool(quick_gelu))
         if pretrained is not None:
-            state = extract_state_dict(_load_weights_file(pretrained, allow_unsafe_checkpoint), pretrained)
+            state = extract_state_dict(_load_weights_file(pretrained, allow_unsafe_checkpoint, trusted), pretrained)
             load_state_dict_strict(model, state, pretrained)
         return model
     # A tag: open_clip downloads (or reads the hub cache). compat sets HF_HUB_OFFLINE when the

@@ -2,7 +2,6 @@
 
 import copy
 import logging
-import os
 from os import path as osp
 
 import torch
@@ -15,6 +14,7 @@ from ..utils.checkpoint import (
     load_checkpoint_file,
     load_state_dict_strict,
 )
+from ..weights import complete_prior_options, locate_weights
 from .hrnet_features import hrnet_branches, is_mmseg_hrnet
 
 logger = logging.getLogger('basicsr')
@@ -94,7 +94,9 @@ class SegmentationPrior(nn.Module):
         config (str): MMSegmentation config name (under the wheel's ``configs/``) or path.
             Default: ``hrnet/fcn_hr48_4xb4-160k_ade20k-512x512.py``.
         checkpoint (str | None): MMSegmentation checkpoint (``state_dict`` inside, or a bare
-            state dict). None: random weights, with a loud warning.
+            state dict), a published ESPNetv2 file, or a known weights name such as
+            ``espnetv2-pascal`` (:data:`~deepspg_basicsr.weights.KNOWN_WEIGHTS`: packaged or
+            downloaded once, sha256-verified). None: random weights, with a loud warning.
         out_branches (list[int]): Which backbone outputs to return. Default: all four.
         allow_unsafe_checkpoint (bool): Unpickle arbitrary objects from a trusted checkpoint
             (``weights_only=False``). Default: False.
@@ -125,17 +127,30 @@ class SegmentationPrior(nn.Module):
             raise ValueError(f'out_branches {bad} out of range for {config} ({len(self.branch_channels)} branches)')
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.checkpoint = checkpoint
+        #: The local checkpoint file (a known name resolved), its sha256, and the name as given.
+        self.checkpoint = self.checkpoint_sha256 = None
+        self.checkpoint_name = checkpoint
         self.random_init = checkpoint is None
         if checkpoint is None:
             logger.warning(
                 '!!! SEMANTIC PRIOR %s HAS RANDOM WEIGHTS: no checkpoint given. Its features and '
                 'segmentation are meaningless; results are NOT comparable to the paper. Set '
-                'prior.seg_checkpoint to its checkpoint file (MMSegmentation, or a published ESPNetv2 file). !!!',
+                'prior.seg_checkpoint to a known weights name (espnetv2-pascal ships with the package; '
+                'docs/WEIGHTS.md) or to a checkpoint file (MMSegmentation, or a published ESPNetv2 file). !!!',
                 config,
             )
         else:
-            self.load_checkpoint(checkpoint, allow_unsafe=allow_unsafe_checkpoint)
+            resolved = locate_weights(checkpoint, kind='segmentation')
+            self.checkpoint, self.checkpoint_sha256 = resolved.path, resolved.sha256
+            self.load_checkpoint(resolved.path, allow_unsafe=allow_unsafe_checkpoint)
+            entry = resolved.entry
+            logger.info(
+                'Semantic prior %s: checkpoint %s%s, sha256 %s',
+                config,
+                resolved.path,
+                '' if entry is None else f' (known weights {entry.name}, {entry.checked} verified)',
+                resolved.sha256,
+            )
         self.requires_grad_(False)
         super().train(False)
 
@@ -158,7 +173,6 @@ class SegmentationPrior(nn.Module):
                 'model or a published ESPNetv2 segmentation model'
             )
         load_state_dict_strict(self, state, path)
-        logger.info('Semantic prior %s loaded from %s', self.config, os.fspath(path))
 
     def train(self, mode=True):
         """Frozen: always stays in eval mode (BN statistics and dropout fixed)."""
@@ -202,10 +216,11 @@ class SegmentationPrior(nn.Module):
 def build_segmentation_prior(opt):
     """Build a :class:`SegmentationPrior` from an options dict (not mutated).
 
-    Keys: ``seg_config``, ``seg_checkpoint``, ``seg_out_branches``, ``allow_unsafe_checkpoint``,
-    ``random_seed``.
+    Keys: ``seg_config``, ``seg_checkpoint`` (a file or a known weights name; a name also supplies a
+    missing ``seg_config``, :func:`~deepspg_basicsr.weights.complete_prior_options`),
+    ``seg_out_branches``, ``allow_unsafe_checkpoint``, ``random_seed``.
     """
-    opt = copy.deepcopy(opt or {})
+    opt = complete_prior_options(copy.deepcopy(opt or {}))
     return SegmentationPrior(
         config=opt.get('seg_config', DEFAULT_SEG_CONFIG),
         checkpoint=opt.get('seg_checkpoint'),
