@@ -73,6 +73,8 @@ def _module_exists(name, root):
         return True
     if os.path.isdir(os.path.join(root, parts[0])):  # a package of the repository: the file must be there
         return False
+    if parts[0] == 'pip':  # always there; looking it up trips setuptools' distutils hook (a warning)
+        return True
     return importlib.util.find_spec(parts[0]) is not None
 
 
