@@ -89,7 +89,9 @@ setup(
     long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.9',
+    license_files=['LICENSE', 'NOTICE'],
+    # tested on Python 3.11; torch's current wheels and Gradio 6 need 3.10 or newer
+    python_requires='>=3.10',
     packages=find_packages(include=['deepspg_basicsr', 'deepspg_basicsr.*']),
     package_data={
         'deepspg_basicsr': [
@@ -114,6 +116,7 @@ setup(
     },
     classifiers=[
         'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.11',
         'Topic :: Scientific/Engineering :: Image Processing',
     ],
 )

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -37,7 +38,47 @@ __all__ = [
     'update_docs',
     'fmt_seconds',
     'write_json',
+    'WHERE_OPTIONS',
+    'public_command',
 ]
+
+
+#: Options that only say where a run reads its scratch files or writes its results: left out of the
+#: command a report records (a document names what was measured, not the folders of one machine).
+WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
+
+
+def _public_path(arg):
+    """``arg`` reduced to its file name when it is a path outside the working directory (absolute,
+    in a home folder or above the current folder), else unchanged."""
+    if arg.startswith(('/', '~', '../', '..\\')) or re.match(r'^[A-Za-z]:[\\/]', arg):
+        return os.path.basename(arg.rstrip('/\\')) or arg
+    return arg
+
+
+def public_command(argv, prefix='deepspg-bench'):
+    """The command line a report records: ``prefix`` and ``argv`` without :data:`WHERE_OPTIONS` (and
+    their values), every path outside the working directory reduced to its file name.
+
+    Args:
+        argv (list[str]): The arguments after ``prefix`` (the section first).
+        prefix (str): The program. Default: ``deepspg-bench``.
+
+    Returns:
+        str: The shell-quoted command, e.g. ``deepspg-bench peer --retinexformer RetinexFormer_arch.py``
+        for ``['peer', '--retinexformer', '/tmp/x/RetinexFormer_arch.py', '--json', '/tmp/x/p.json']``.
+    """
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        opt, eq, value = arg.partition('=')
+        if opt in WHERE_OPTIONS:
+            skip = not eq
+            continue
+        kept.append(f'{opt}={_public_path(value)}' if eq and opt.startswith('--') else _public_path(arg))
+    return ' '.join([prefix, shlex.join(kept)]) if kept else prefix
 
 
 def _sync(device):
@@ -311,7 +352,7 @@ class Report:
 
     def __init__(self, section='report', argv=None, machine=None, quiet=False):
         self.section = section
-        self.command = 'deepspg-bench ' + shlex.join([section] + list(sys.argv[1:] if argv is None else argv))
+        self.command = public_command([section] + list(sys.argv[1:] if argv is None else argv))
         self.machine = machine if machine is not None else machine_record()
         self.date = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
         self.quiet = quiet

@@ -46,7 +46,7 @@ import tempfile
 import time
 
 from .common import ROOT
-from .core import markers, replace_block
+from .core import markers, public_command, replace_block
 
 DOC = os.path.join(ROOT, 'docs', 'BENCHMARKS.md')
 WHEEL_DIR = os.path.join(ROOT, '.whl')
@@ -519,7 +519,7 @@ def main(argv=None):
     elif args.cmd == 'apply':
         apply(args.section, args.doc)
     else:
-        args.command = 'python -m deepspg_basicsr.bench.cuda ' + shlex.join(argv)
+        args.command = public_command(argv, prefix='python -m deepspg_basicsr.bench.cuda')
         check(args)
 
 

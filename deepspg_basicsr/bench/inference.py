@@ -261,7 +261,7 @@ def section_levers(rep, args):
         speedup = 1 / t.ratio('compiled', 'eager')
         rep(
             f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
-            'run compiled the same graph; a cold compile took about 3 minutes on the 2-core development machine); '
+            'run compiled the same graph; a cold compile took about 3 minutes on a 2-core CPU); '
             f'max |compiled - eager| {diff:.1e}; steady-state speed-up '
             f'{speedup:.2f}x. Every new input size recompiles (or use `perf.compile: {{dynamic: true}}`), so it '
             'pays off only for long runs at a fixed size (training crops); off by default.'
