@@ -87,7 +87,7 @@ def test_channels_last_option_matches_default(model):
     lq, _ = _pair()
     cl_model = _model(perf={'channels_last': True})
     cl_model.net_g.load_state_dict(model.net_g.state_dict())
-    assert cl_model.net_g.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
+    assert cl_model.net_g.embed.weight.is_contiguous(memory_format=torch.channels_last)
     assert (_infer(cl_model, lq) - _infer(model, lq)).abs().max() <= 1e-5
 
 
@@ -100,7 +100,7 @@ def test_rounding_only_defaults_match_the_plain_pipeline(model):
     bns = [m for m in model.seg_prior.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert not bns and any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.seg_prior.backbone.modules())
     assert model.seg_prior.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not model.net_g.conv_out.weight.is_contiguous(memory_format=torch.channels_last)  # training layout kept
+    assert not model.net_g.embed.weight.is_contiguous(memory_format=torch.channels_last)  # training layout kept
     out, ref = _infer(model, lq), _infer(plain, lq)
     assert out.is_contiguous() and out.shape == ref.shape
     assert 0 < (out - ref).abs().max() <= 1e-5  # not bit-identical: the levers did run

@@ -341,13 +341,14 @@ def _tiny_enhancer_opt(**path):
 
 def test_pretrain_checkpoint_with_mismatched_keys(tmp_path, basicsr_log):
     good = build_model(_tiny_enhancer_opt()).net_g.state_dict()
-    wrong = {('renamed.' + k if 'conv_out' in k else k): v for k, v in good.items()}
+    wrong = {('renamed.' + k if k.startswith('head.residual') else k): v for k, v in good.items()}
     wrong['embed.weight'] = torch.zeros(1, 1, 1, 1)
     torch.save({'params': wrong}, tmp_path / 'wrong.pth')
     with pytest.raises(CheckpointError) as err:
         build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'wrong.pth')))
     msg = str(err.value)
-    assert 'wrong.pth' in msg and 'conv_out.weight' in msg and 'renamed.conv_out' in msg and 'embed.weight' in msg
+    assert 'wrong.pth' in msg and 'head.residual.weight' in msg and 'renamed.head.residual' in msg
+    assert 'embed.weight' in msg
     # strict_load_g: false loads what matches and says what did not
     model = build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'wrong.pth'), strict_load_g=False))
     assert torch.equal(model.net_g.state_dict()['ups.0.weight'], good['ups.0.weight'])
@@ -355,6 +356,18 @@ def test_pretrain_checkpoint_with_mismatched_keys(tmp_path, basicsr_log):
     torch.save({'something': {}}, tmp_path / 'nokey.pth')
     with pytest.raises(CheckpointError, match="no key 'params'"):
         build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'nokey.pth')))
+
+
+def test_checkpoint_of_the_earlier_head_names_the_option_that_loads_it(tmp_path):
+    earlier = train_opt(
+        is_train=False, network_g={'use_semantics': False, 'num_feat': 4, 'illum_feat': 4, 'head': 'residual'}
+    )
+    torch.save({'params': build_model(earlier).net_g.state_dict()}, tmp_path / 'earlier.pth')
+    with pytest.raises(CheckpointError, match=r'network_g\.head: residual'):
+        build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'earlier.pth')))
+    earlier['path'] = {'pretrain_network_g': str(tmp_path / 'earlier.pth')}
+    loaded = build_model(earlier).net_g  # the option that names the earlier head loads it
+    assert torch.equal(loaded.conv_out.weight, torch.load(tmp_path / 'earlier.pth')['params']['conv_out.weight'])
 
 
 def test_corrupt_image_found_during_training_names_the_file(tmp_path):

@@ -97,15 +97,18 @@ class DeepSPG(nn.Module):
     reflectance U-Net (widths C, 2C, 4C) whose decoder fuses one semantic branch per scale
     through a :class:`SemanticEmbeddingModule` (scale 1/4 <- ``sem_channels[2]``, 1/2 <- [1],
     1 <- [0]; with HRNet-W48 the 48 / 96 / 192-channel branches at strides 4 / 8 / 16);
-    recomposition ``out = R * L ** gamma`` with a learned exponent (starting near 0, i.e.
-    ``out ~ R``); and, given a prior, the coarse-to-fine pass: the prior is run again on the
+    the reflectance head, by default the :class:`~.filter_head.FilterHead` (R is a per-pixel mix of R0
+    smoothed by fixed Gaussians, plus a residual: the noise that the division amplifies is removed where
+    it is born; ``head: residual``, R = R0 + conv(features), is the earlier head); recomposition
+    ``out = R * L ** gamma`` with a learned exponent (starting near 0, i.e. ``out ~ R``); and, given a
+    prior, the coarse-to-fine pass: the prior is run again on the
     coarse result and the input is enhanced again with those features.
 
     Presets (fvcore at 1x3x256x256, GFLOPs = total / 1024**3, priors excluded; see
     ``deepspg-bench sizes``): base ``num_feat: 16, illum_feat: 16`` (0.59 M parameters,
-    6.48 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.31 M,
-    25.36 G; published 2.13 M / 26.03 G). Without the SEM spatial path (``sem_spatial: false``):
-    0.58 M / 6.53 G and 2.26 M / 25.25 G.
+    6.51 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.31 M,
+    25.4 G; published 2.13 M / 26.03 G). The filter head adds 0.4 k parameters and 0.03 GFLOPs to
+    the residual head.
 
     Args:
         num_feat (int): C, width of the full-resolution level. Default: 16.
@@ -135,6 +138,18 @@ class DeepSPG(nn.Module):
             ``'replicate'``). Default: 'replicate'.
         sem_spatial (bool): The SEM blocks' spatial path (:class:`SemanticEmbeddingModule`;
             False: the published block, channel attention only). Default: True.
+        block_type (str): ``'residual'`` (conv3x3 residual blocks) or ``'gated'``
+            (:class:`~.gated_block.GatedBlock`, a third of the cost per block; an ablation that did
+            not help, docs/DEEPSPG.md). Default: 'residual'.
+        dw_kernels (list[int]): Depth-wise kernel of the gated blocks per level. Default: [3, 3, 3].
+        illum_guide (bool): Gated blocks guided by the illumination features. Default: False.
+        head (str): Reflectance head: ``'filter'`` (:class:`~.filter_head.FilterHead`) or
+            ``'residual'`` (R = R0 + conv(features), checkpoints made before the filter head).
+            Default: 'filter'.
+        head_sigmas (list[float]): Standard deviations of the filter head's Gaussians (the identity
+            comes first). Default: [1.0, 2.0].
+        illum_scale (int): Estimate the illumination on the input average-pooled by 1, 2 or 4 and
+            upsample it (an ablation, docs/DEEPSPG.md). Default: 1.
     """
 
     down_factor = 4
@@ -157,7 +172,7 @@ class DeepSPG(nn.Module):
         block_type='residual',
         dw_kernels=(3, 3, 3),
         illum_guide=False,
-        head='residual',
+        head='filter',
         head_sigmas=(1.0, 2.0),
         illum_scale=1,
     ):
@@ -212,6 +227,20 @@ class DeepSPG(nn.Module):
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
         self.padding_mode = padding_mode
         set_padding_mode(self, padding_mode)
+
+    def checkpoint_hint(self, missing, unexpected):
+        """Which ``network_g`` option a checkpoint of another layout needs, from its mismatching keys."""
+        keys = set(unexpected)
+        hints = []
+        if 'conv_out.weight' in keys:
+            hints.append('network_g.head: residual (the earlier head)')
+        if 'head.weights.weight' in keys:
+            hints.append('network_g.head: filter')
+        if any(k.endswith('.conv1.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
+            hints.append('network_g.block_type: residual (the earlier blocks)')
+        if any(k.endswith('.expand.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
+            hints.append('network_g.block_type: gated')
+        return f'the file was trained with {" and ".join(hints)}' if hints else None
 
     def _sem(self, level, feat, sem_feats):
         if not self.use_semantics:

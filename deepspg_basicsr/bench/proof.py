@@ -479,7 +479,12 @@ def add_arguments(parser):
     parser.add_argument('--gt-size', type=int, default=96, help='training crop size (default 96)')
     parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), help='default: all')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        choices=[*VARIANTS, PEER],
+        help=f'default: all; {PEER!r} runs whenever --retinexformer is given (alone: only the peer)',
+    )
     parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
     parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
     parser.add_argument(
@@ -565,9 +570,17 @@ def run(rep, args):
     args.threads = torch.get_num_threads()
     network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
     data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    chosen = args.variants or list(VARIANTS)  # the main table's variants first, for every seed
-    groups = ([v for v in chosen if v in MAIN_VARIANTS], [v for v in chosen if v not in MAIN_VARIANTS])
-    if args.retinexformer:
+    # the main table's variants first, for every seed; the peer whenever its arch file is given
+    chosen = list(args.variants or VARIANTS)
+    if args.retinexformer and PEER not in chosen:
+        chosen.append(PEER)
+    if PEER in chosen and not args.retinexformer:
+        raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
+    groups = (
+        [v for v in chosen if v in MAIN_VARIANTS],
+        [v for v in chosen if v in VARIANTS and v not in MAIN_VARIANTS],
+    )
+    if PEER in chosen:
         register_peer(args.retinexformer)
         groups += ([PEER],)
     jobs = [(v, s) for group in groups for s in args.seeds for v in group]

@@ -143,6 +143,10 @@ def load_state_dict_strict(module, state_dict, path='<checkpoint>', max_keys=5):
             parts.append(f'{len(unexpected)} unexpected keys, first: {unexpected[:max_keys]}')
         if shapes:
             parts.append(f'{len(shapes)} shape mismatches, first: {shapes[:max_keys]}')
+        hint = getattr(module, 'checkpoint_hint', None)
+        hint = hint(missing, unexpected) if hint is not None else None
+        if hint:
+            parts.append(hint)
         raise CheckpointError(f'checkpoint {path} does not match {type(module).__name__}: ' + '; '.join(parts))
     module.load_state_dict(state_dict, strict=True)
 
