@@ -72,19 +72,28 @@ class IlluminationEstimator(nn.Module):
     Args:
         num_feat (int): Feature width. Default: 16.
         floor (float): Lower bound of L, keeps R = I / L finite. Default: 0.05.
+        global_context (bool): Add a projection of the features' image-wide mean to every pixel's
+            features (starts at zero): a 9-pixel receptive field alone cannot tell how dark the whole
+            photo is. Default: False.
     """
 
-    def __init__(self, num_feat=16, floor=0.05):
+    def __init__(self, num_feat=16, floor=0.05, global_context=False):
         super().__init__()
         self.floor = floor
         self.conv_in = nn.Conv2d(4, num_feat, 3, 1, 1)
         self.conv_mid = nn.Conv2d(num_feat, num_feat, 5, 1, 2, groups=num_feat)
         self.conv_out = nn.Conv2d(num_feat, 3, 3, 1, 1)
+        self.global_context = nn.Conv2d(num_feat, num_feat, 1) if global_context else None
+        if self.global_context is not None:
+            nn.init.zeros_(self.global_context.weight)
+            nn.init.zeros_(self.global_context.bias)
 
     def forward(self, x):
         """x: (B, 3, H, W) in [0, 1]. Returns L (B, 3, H, W) and features (B, num_feat, H, W)."""
         feat = F.leaky_relu(self.conv_in(torch.cat([x, x.max(dim=1, keepdim=True)[0]], dim=1)), 0.2)
         feat = feat + F.leaky_relu(self.conv_mid(feat), 0.2)
+        if self.global_context is not None:
+            feat = feat + self.global_context(feat.mean(dim=(2, 3), keepdim=True))
         illum = torch.sigmoid(self.conv_out(feat)).clamp(min=self.floor)
         return illum, feat
 
@@ -150,6 +159,8 @@ class DeepSPG(nn.Module):
             comes first). Default: [1.0, 2.0].
         illum_scale (int): Estimate the illumination on the input average-pooled by 1, 2 or 4 and
             upsample it (an ablation, docs/DEEPSPG.md). Default: 1.
+        illum_global (bool): The illumination estimator's image-wide context
+            (:class:`IlluminationEstimator`, ``global_context``). Default: False.
     """
 
     down_factor = 4
@@ -175,6 +186,7 @@ class DeepSPG(nn.Module):
         head='filter',
         head_sigmas=(1.0, 2.0),
         illum_scale=1,
+        illum_global=False,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
@@ -196,7 +208,7 @@ class DeepSPG(nn.Module):
         self.use_semantics = use_semantics
         self.sem_channels = list(sem_channels)
         self.c2f = c2f
-        self.illumination = IlluminationEstimator(illum_feat, illum_floor)
+        self.illumination = IlluminationEstimator(illum_feat, illum_floor, illum_global)
         self.embed = nn.Conv2d(3 + illum_feat, widths[0], 3, 1, 1)
         self.illum_guide = illum_guide
         guide = illum_feat if illum_guide else 0

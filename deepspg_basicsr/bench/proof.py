@@ -513,6 +513,11 @@ def add_arguments(parser):
     )
     parser.add_argument('--figure', help='with --analyse: save the crops figure (PNG) here')
     parser.add_argument(
+        '--block',
+        default='proof',
+        help="the docs block the tables go to (default 'proof'; --analyse: 'proof-analysis')",
+    )
+    parser.add_argument(
         '--tiled-prior',
         action='store_true',
         help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
@@ -642,7 +647,7 @@ def run(rep, args):
         if os.path.exists(path):
             with open(path) as f:
                 rows.append(json.load(f))
-    rep.block('proof')
+    rep.block(args.block)
     report(rep, rows, args, input_psnr(args.root))
     rep.data['jobs'] = rows
 

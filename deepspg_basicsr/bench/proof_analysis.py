@@ -132,7 +132,7 @@ def analyse(rep, args):
             v = [p[key] for p in per_seed]
             cells.append(f'{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.{digits}f}')
         table.append(cells)
-    rep.block('proof-analysis')
+    rep.block(args.block if args.block != 'proof' else 'proof-analysis')
     rep(
         f'- `{rep.command}`: {len(pairs)} unseen photos, whole images; means ± std over the saved seeds; '
         f'{BLOCK}x{BLOCK} blocks, flattest / most textured 25 % by the ground truth'
