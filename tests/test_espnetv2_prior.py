@@ -8,8 +8,8 @@ saying where to get the files, and fail in CI (``CI`` set), where the files are 
 import os
 from pathlib import Path
 
+from deepspg_basicsr.deploy.batchnorm_fold import fold_batchnorm
 from deepspg_basicsr.priors.espnetv2 import convert_published_checkpoint
-from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
 from deepspg_basicsr.priors.segmentation_prior import SegmentationPrior
 from deepspg_basicsr.utils.checkpoint import CheckpointError
 
