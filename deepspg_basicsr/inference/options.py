@@ -227,7 +227,7 @@ def model_options(
             ``prior.seg_checkpoint``, ``prior.seg_scale`` when not None.
         allow_unsafe_checkpoint (bool): Unpickle trusted checkpoints.
         self_ensemble (bool): ``val.self_ensemble``.
-        fold_prior_bn (bool): ``perf.fold_prior_bn``.
+        fold_prior_bn (bool): False turns ``perf.fold_prior_bn`` off (the option file's ``perf`` applies).
         num_gpu (int): 1 on CUDA, 0 on the CPU.
     """
     record = record or {}
@@ -258,5 +258,5 @@ def model_options(
             'allow_unsafe_checkpoint': allow_unsafe,
         },
         'val': {'self_ensemble': bool(self_ensemble)},
-        'perf': {'fold_prior_bn': bool(fold_prior_bn)},
+        'perf': dict(opt.get('perf') or {}, **({} if fold_prior_bn else {'fold_prior_bn': False})),
     }
