@@ -17,6 +17,8 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from .core import sync
+
 __all__ = [
     'ROOT',
     'DEMO_ROOT',
@@ -79,12 +81,6 @@ def ensure_demo_data(root=DEMO_ROOT):
 def devices():
     """Devices to measure: the CPU, and CUDA when there is one."""
     return [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
-
-
-def sync(device):
-    """Wait for ``device`` (CUDA); nothing on the CPU."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def peak_rss_mib():

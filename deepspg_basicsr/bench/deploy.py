@@ -19,7 +19,6 @@ Usage::
     deepspg-bench deploy --quick                        # HRNet-W18-small, small sizes
 """
 
-import argparse
 import copy
 import gc
 import os
@@ -34,43 +33,25 @@ from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 from deepspg_basicsr.deploy.quantize import quantize_int8
 from deepspg_basicsr.export import export_model
 
-import numpy as np
 import torch
-from basicsr.models import build_model
 
-from .common import ROOT, SEG_BRANCHES, load_peer
+from .common import ROOT, load_peer, model_options, psnr
 from .common import SEG_CONFIGS as SEG
+from .common import build as _build
 from .common import demo_images as _demo_images
 from .core import rounds
 
+CPU = torch.device('cpu')
 
-def model_opt(seg, perf=None):
-    config, channels = SEG[seg]
-    opt = {
-        'name': 'bench_deploy',
-        'model_type': 'DeepSPGModel',
-        'is_train': False,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'num_gpu': 0,
-        'network_g': {'type': 'DeepSPG', 'num_feat': 16, 'illum_feat': 16, 'sem_channels': channels},
-        'prior': {'seg_config': config, 'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2])},
-        'path': {},
-    }
-    if perf:
-        opt['perf'] = perf
-    return opt
+
+def build(seg, perf=None):
+    """The base-preset model of prior ``seg`` on the CPU (enhancer weights seed 0) with ``perf`` options."""
+    return _build(model_options(seg, extra={'perf': perf or {}}), CPU)
 
 
 def demo_images(sizes, count, kind='low'):
     """(w, h) -> the first ``count`` demo test images of ``kind`` resized to it."""
     return {(w, h): _demo_images(w, h, count, kind) for w, h in sizes}
-
-
-def psnr(a, b):
-    mse = float(((a - b) ** 2).mean())
-    return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 #: Row names shared by the report and the targets.
@@ -171,38 +152,22 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 
         return run
 
-    perf_net = None if perf_model is None else perf_model.get_bare_model(perf_model.net_g).eval()
-    configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
-    if perf_net is not None:
-        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
-            lambda x: perf_model.enhance(perf_net, x),
+    lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
+    wrap = (lambda fn: fn) if perf_model is not None else bf16
+    perf_net = lossy.get_bare_model(lossy.net_g).eval()
+    configs = {
+        REF: (lambda x: model.enhance(net, x), 'reference', True),
+        'torch, bf16 autocast + channels_last (perf.amp)': (wrap(lambda x: lossy.enhance(perf_net, x)), 'lever', False),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': (wrap(scaled(lossy, 0.5, 0.5)), 'lever', False),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': (
+            wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
             'lever',
             False,
-        )
-        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
-            scaled(perf_model, 0.5, 0.5),
-            'lever',
-            False,
-        )
-    else:  # the same levers by autocast alone (channels-last changes only rounding)
-        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
-            bf16(lambda x: model.enhance(net, x)),
-            'lever',
-            False,
-        )
-        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
-            bf16(scaled(model, 0.5, 0.5)),
-            'lever',
-            False,
-        )
-    one_pass = 'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)'
-    if perf_net is not None:
-        configs[one_pass] = (scaled(perf_model, 0.5, 0.5, c2f=False), 'lever', False)
-    else:
-        configs[one_pass] = (bf16(scaled(model, 0.5, 0.5, c2f=False)), 'lever', False)
-    configs['torch, seg_scale 0.5, c2f_seg_scale 1'] = (scaled(model, 0.5, 1.0), 'lever', False)
-    configs['torch, seg_scale 0.5 (both prior passes)'] = (scaled(model, 0.5, 0.5), 'lever', False)
-    configs['torch, C2F off (one pass)'] = (lambda x: model.enhance(net, x, c2f=False), 'lever', False)
+        ),
+        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(model, 0.5, 1.0), 'lever', False),
+        'torch, seg_scale 0.5 (both prior passes)': (scaled(model, 0.5, 0.5), 'lever', False),
+        'torch, C2F off (one pass)': (lambda x: model.enhance(net, x, c2f=False), 'lever', False),
+    }
     variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
     paths = _ort_exports(args, work, tag, net, prior, branches, variants)
 
@@ -225,17 +190,11 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 def build_configs(args, work):
     """The latency section's rows (random weights, ``args.seg``): the denominator, the pipeline rows,
     the prior-pass floor and the peer network."""
-    torch.manual_seed(0)
-    model = build_model(model_opt(args.seg))  # perf defaults: prior BN folded, channels-last (CPU)
+    model = build(args.seg)  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
-    plain_perf = {'channels_last': False, 'fold_prior_bn': False}
-    torch.manual_seed(0)
-    plain = build_model(model_opt(args.seg, plain_perf))  # the same random weights, as built
+    plain = build(args.seg, {'channels_last': False, 'fold_prior_bn': False})  # the same random weights, as built
     plain_net = plain.get_bare_model(plain.net_g).eval()
-    plain_net.load_state_dict(net.state_dict())
-    torch.manual_seed(0)
-    perf_model = build_model(model_opt(args.seg, {'amp': 'bf16', 'channels_last': True}))
-    perf_model.get_bare_model(perf_model.net_g).load_state_dict(net.state_dict())
+    perf_model = build(args.seg, {'amp': 'bf16', 'channels_last': True})
     branches = model.seg_branches
 
     def before(x):  # before issue 10: full backbone per prior pass, MMSegmentation's BatchNorms, NCHW
@@ -266,22 +225,10 @@ def build_configs(args, work):
 
 def trained_configs(args, work):
     """The output-change section's rows for a trained option file + checkpoint (``--trained``)."""
-    from deepspg_basicsr.enhance import build_enhancer
+    from deepspg_basicsr.inference import DeepSPGEnhancer
 
-    opt_path, weights = args.trained
-    ns = argparse.Namespace(
-        opt=opt_path,
-        weights=weights,
-        param_key=None,
-        seg_checkpoint=None,
-        allow_unsafe_checkpoint=False,
-        random_weights=False,
-        self_ensemble=False,
-        half=False,
-    )
-    model = build_enhancer(ns, torch.device('cpu'))
-    net = model.get_bare_model(model.net_g).eval()
-    return pipeline_configs(args, work, 'trained', model, net)
+    enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
+    return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
 
 
 def quantize(src, dst, calib):

@@ -82,26 +82,14 @@ def _pipeline_fn(spec, device):
 
 
 def _enhance_fn(spec, device):
-    from deepspg_basicsr import enhance
+    """The inference core (``deepspg-enhance``'s) on the option file with random weights, in ``spec['mode']``."""
+    from deepspg_basicsr.inference import DeepSPGEnhancer
 
-    cli = ['unused', '--output', 'unused', '--device', device.type, '-opt', spec['opt'], '--random-weights']
-    model = enhance.build_enhancer(enhance.parse_args(cli), device)
     mode = spec['mode']
-
-    def fn(x):
-        if mode == 'baseline':
-            return None
-        return enhance.enhance_tensor(
-            model,
-            x,
-            tile=0 if mode.startswith('untiled') else spec['tile'],
-            overlap=spec['overlap'],
-            prior_global=mode.endswith('global'),
-            prior_size=1024,
-            device=device,
-        )['out']
-
-    return fn
+    tile = 0 if mode.startswith('untiled') else spec['tile']
+    options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
+    enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
+    return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
 
 
 def worker(spec):
