@@ -19,32 +19,6 @@ import torch.nn.functional as F
 
 from .core import sync
 
-__all__ = [
-    'ROOT',
-    'DEMO_ROOT',
-    'SEG_CONFIGS',
-    'SEG_BRANCHES',
-    'PRESETS',
-    'PERF',
-    'CONFIGS',
-    'LOSS_NAMES',
-    'ensure_demo_data',
-    'devices',
-    'sync',
-    'peak_rss_mib',
-    'fmt_peak',
-    'psnr',
-    'test_image',
-    'demo_images',
-    'model_options',
-    'build',
-    'run_pipeline',
-    'training_loader',
-    'train_breakdown',
-    'iteration',
-    'load_peer',
-]
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
 #: Segmentation priors: name -> (MMSegmentation config, channels of the branches fed to SEM).
@@ -227,6 +201,24 @@ def run_pipeline(model, x, mode='inference'):
         return model.enhance(model.net_g, x)
 
 
+def paired_dataset(root, split='our485', **options):
+    """The ``PairedLLIEDataset`` of ``root/split/{low,high}``; ``options``: its training keys
+    (``gt_size``, flips); without them a validation set of whole images."""
+    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
+
+    return PairedLLIEDataset(
+        {
+            'name': f'bench_{split}',
+            'type': 'PairedLLIEDataset',
+            'phase': 'train' if options else 'val',
+            'dataroot_gt': os.path.join(root, split, 'high'),
+            'dataroot_lq': os.path.join(root, split, 'low'),
+            'io_backend': {'type': 'disk'},
+            **options,
+        }
+    )
+
+
 def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
     """Endless training batches of the paired data under ``root`` (shuffled by ``generator``).
 
@@ -236,22 +228,8 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
         root (str): A LOL-v1-style folder (``our485/{low,high}``). Default: the demo data.
         generator (torch.Generator | None): Shuffling. Default: None.
     """
-    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
-
     ensure_demo_data(root)
-    dataset = PairedLLIEDataset(
-        {
-            'name': 'bench',
-            'type': 'PairedLLIEDataset',
-            'phase': 'train',
-            'dataroot_gt': os.path.join(root, 'our485', 'high'),
-            'dataroot_lq': os.path.join(root, 'our485', 'low'),
-            'io_backend': {'type': 'disk'},
-            'gt_size': gt_size,
-            'use_hflip': True,
-            'use_rot': True,
-        }
-    )
+    dataset = paired_dataset(root, gt_size=gt_size, use_hflip=True, use_rot=True)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )

@@ -24,22 +24,6 @@ import sys
 import time
 import traceback
 
-__all__ = [
-    'Timings',
-    'rounds',
-    'sync',
-    'set_threads',
-    'machine_record',
-    'load_average',
-    'busy',
-    'Report',
-    'markers',
-    'replace_block',
-    'update_docs',
-    'fmt_seconds',
-    'write_json',
-]
-
 
 def sync(device):
     """Wait for ``device`` when it is a CUDA device (nothing on the CPU or for None)."""

@@ -317,8 +317,9 @@ def targets(results, trained_changes=None):
 LEVERS = set()
 
 
-def report(args, results, trained=None):
-    lines = [
+def report(rep, args, results, trained=None):
+    """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
+    rep(
         '**Random weights** (enhancer and prior): latencies do '
         'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
         'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
@@ -329,44 +330,34 @@ def report(args, results, trained=None):
         'on the demo test images resized to the size (PSNR in dB; `inf` = identical); ΔPSNR(GT): the change of the '
         'PSNR against the ground truth (the demo high images resized likewise). Sizes above 1 MPixel leave out '
         f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
-        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.',
-        '',
-    ]
+        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
+    )
+    rep()
+    change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
+
+    def cells(ch):
+        return ['', '', '', ''] if ch is None else [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
+
     for (w, h), (times, changes, n_img) in results.items():
-        lines += [
-            f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})',
-            '',
-            '| configuration | latency | vs HRNet forward | max abs diff | mean abs diff | PSNR vs fp32 (dB) '
-            '| ΔPSNR(GT) (dB) |',
-            '|---|---|---|---|---|---|---|',
-        ]
-        for name in times:
-            ch = changes.get(name)
-            cells = ['', '', '', '']
-            if ch is not None:
-                cells = [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
-            lines.append(f'| {name} | {times.fmt(name)} | {times.fmt_ratio(name, HRNET)} | ' + ' | '.join(cells) + ' |')
-        lines.append('')
+        rep(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
+        rep()
+        rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), *cells(changes.get(n))] for n in times]
+        rep.table(['configuration', 'latency', 'vs HRNet forward', *change], rows)
     if trained is not None:
         (w, h), n_img, changes, ref_gt = trained
-        lines += [
-            f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)',
-            '',
+        rep(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
+        rep()
+        rep(
             f'`--trained {" ".join(args.trained)}`: the same levers on that option file and checkpoint (its own prior, '
-            f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.',
-            '',
-            '| configuration | max abs diff | mean abs diff | PSNR vs fp32 (dB) | ΔPSNR(GT) (dB) |',
-            '|---|---|---|---|---|',
-        ]
-        for name, ch in changes.items():
-            lines.append(f'| {name} | {ch[0]:.2e} | {ch[1]:.2e} | {ch[2]:.1f} | {ch[3]:+.3f} |')
-        lines.append('')
+            f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
+        )
+        rep()
+        rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
     rows = targets(results, None if trained is None else trained[2])
     if rows:
-        lines += ['Targets:', '', '| target | measured | |', '|---|---|---|']
-        lines += [f'| {a} | {b} | {c} |' for a, b, c in rows]
-        lines.append('')
-    return '\n'.join(lines)
+        rep('Targets:')
+        rep()
+        rep.table(['target', 'measured', ''], rows)
 
 
 def plot(results, path):
@@ -481,9 +472,7 @@ def run(rep, args):
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         trained = (size, n_img, changes, ref_gt)
     rep.block('deploy')
-    for line in report(args, results, trained).splitlines():
-        rep(line)
-    rep()
+    report(rep, args, results, trained)
     rep.block('deploy-summary')
     summary(rep, results)
     rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
@@ -506,19 +495,9 @@ def summary(rep, results):
         'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)',
         PEER_CL,
     ]
-    rows = []
-    for name in keep:
-        if name in times:
-            ch = changes.get(name)
-            rows.append(
-                [
-                    name,
-                    times.fmt(name),
-                    times.fmt_ratio(name, HRNET),
-                    times.fmt_ratio(name, PEER_CL) if PEER_CL in times and name != PEER_CL else '',
-                    '' if ch is None else f'{ch[2]:.1f}',
-                ]
-            )
+    peer = lambda n: times.fmt_ratio(n, PEER_CL) if PEER_CL in times and n != PEER_CL else ''  # noqa: E731
+    psnr_cell = lambda n: '' if changes.get(n) is None else f'{changes[n][2]:.1f}'  # noqa: E731
+    rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), peer(n), psnr_cell(n)] for n in keep if n in times]
     rep(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
     rep()
     rep.table(

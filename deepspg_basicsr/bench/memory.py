@@ -68,15 +68,16 @@ def _pipeline_fn(spec, device):
     model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
     tile = spec.get('tile')
 
+    if tile:  # the inference core's tiles (deepspg-enhance --tile), the whole pipeline on each
+        from deepspg_basicsr.inference import DeepSPGEnhancer
+
+        return lambda x: DeepSPGEnhancer.from_model(model, tile=tile, overlap=32).enhance_tensor(x)['out']
+
     def fn(x):
         with torch.inference_mode():
             if spec['kind'] == 'enhancer':
                 return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
-            if not tile:
-                return model.enhance(model.net_g, x)
-            from deepspg_basicsr.utils.tiling import tiled_forward
-
-            return tiled_forward(lambda t: model.enhance(model.net_g, t.to(device)).clamp(0, 1).cpu(), x, tile, 32, 4)
+            return model.enhance(model.net_g, x)
 
     return fn
 
@@ -191,7 +192,7 @@ def run(rep, args):
     rep.block('memory')
     rep(
         f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
-        '`tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=4)`, `fn` the whole pipeline on a tile.'
+        '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
     )
     rep()
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
