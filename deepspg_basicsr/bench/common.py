@@ -219,6 +219,20 @@ def paired_dataset(root, split='our485', **options):
     )
 
 
+def unfolded_pipeline(seg, device=None):
+    """The pipeline as first written (before the perf defaults): the full prior backbone per pass,
+    MMSegmentation's BatchNorms, NCHW; the same random weights as :func:`build`'s. Returns
+    (callable x -> output, the model)."""
+    plain = build(model_options(seg, extra={'perf': {'channels_last': False, 'fold_prior_bn': False}}), device)
+    net, branches = plain.get_bare_model(plain.net_g).eval(), plain.seg_branches
+
+    def feats(t):
+        every = plain.seg_prior(t, return_logits=False)['feats']
+        return [every[b] for b in branches]
+
+    return (lambda x: net(x, feats(x), prior=feats)), plain
+
+
 def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
     """Endless training batches of the paired data under ``root`` (shuffled by ``generator``).
 

@@ -35,7 +35,7 @@ from deepspg_basicsr.export import export_model
 
 import torch
 
-from .common import ROOT, load_peer, model_options, psnr
+from .common import ROOT, load_peer, model_options, psnr, unfolded_pipeline
 from .common import SEG_CONFIGS as SEG
 from .common import build as _build
 from .common import demo_images as _demo_images
@@ -192,17 +192,9 @@ def build_configs(args, work):
     the prior-pass floor and the peer network."""
     model = build(args.seg)  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
-    plain = build(args.seg, {'channels_last': False, 'fold_prior_bn': False})  # the same random weights, as built
-    plain_net = plain.get_bare_model(plain.net_g).eval()
+    before, plain = unfolded_pipeline(args.seg, CPU)  # before issue 10, the same random weights
     perf_model = build(args.seg, {'amp': 'bf16', 'channels_last': True})
     branches = model.seg_branches
-
-    def before(x):  # before issue 10: full backbone per prior pass, MMSegmentation's BatchNorms, NCHW
-        def feats(t):
-            all_feats = plain.seg_prior(t, return_logits=False)['feats']
-            return [all_feats[b] for b in branches]
-
-        return plain_net(x, feats(x), prior=feats)
 
     configs = {HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None)}
     if args.retinexformer:  # early in the round: never right after an ONNX Runtime session's run

@@ -217,7 +217,8 @@ def _tiling(rep, args):
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
     rep(
-        f"`{args.opt}` with random weights, `deepspg-enhance`'s `enhance_tensor` on a synthetic dim {w}x{h} image, "
+        f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
+        f'synthetic dim {w}x{h} image, '
         f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
         'process.'
     )
