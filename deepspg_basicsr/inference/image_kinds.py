@@ -14,7 +14,7 @@ from ..utils.image_io import array_to_tensor, tensor_to_array
 
 __all__ = ['to_tensor', 'from_tensor']
 
-#: PIL modes kept as they are (others are converted to RGB, or RGBA when they carry transparency).
+#: PIL modes kept as they are (``I`` becomes ``I;16``; others RGB, or RGBA when they carry transparency).
 PIL_MODES = ('L', 'LA', 'RGB', 'RGBA', 'I;16', 'F')
 
 
@@ -47,7 +47,10 @@ def to_tensor(image, channel_order='bgr'):
         return (x[None] if image.dim() == 3 else x), kind
     if _is_pil(image):
         mode = image.mode if image.mode in PIL_MODES else ('RGBA' if 'transparency' in image.info else 'RGB')
-        arr = np.asarray(image.convert(mode) if mode != image.mode else image)
+        if image.mode == 'I':  # 32-bit integer grey (how Pillow may open 16-bit PNGs): returned as I;16
+            mode, arr = 'I;16', np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+        else:
+            arr = np.asarray(image.convert(mode) if mode != image.mode else image)
         if mode == 'I;16':
             arr = arr.astype(np.uint16)
         x, record = array_to_tensor(np.ascontiguousarray(arr), 'rgb', '<PIL image>')
