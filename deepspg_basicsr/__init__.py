@@ -11,5 +11,6 @@ from .version import __version__
 compat.apply_all()
 
 from . import archs, data, losses, metrics, models  # noqa: E402  (registration after the shims)
+from .inference import DeepSPGEnhancer  # noqa: E402
 
-__all__ = ['__version__', 'archs', 'data', 'losses', 'metrics', 'models']
+__all__ = ['DeepSPGEnhancer', '__version__', 'archs', 'data', 'losses', 'metrics', 'models']

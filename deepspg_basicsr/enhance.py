@@ -1,5 +1,8 @@
 """``deepspg-enhance``: enhance your own low-light images with a trained DeepSPG (no ground truth).
 
+A thin command line on :class:`deepspg_basicsr.DeepSPGEnhancer` (argument parsing, file walking,
+output writing); the enhancement itself is the core's.
+
 Usage::
 
     deepspg-enhance photos/ -opt options/test_DeepSPG_LOLv1.yml --output enhanced/
@@ -43,40 +46,18 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
-from .utils.class_names import seg_palette
+from .inference.enhancer import OVERLAP_DEFAULT, DeepSPGEnhancer, check_run_options, resolve_device
+from .inference.options import EnhanceError
 from .utils.image_io import ImageRecord, read_image, write_image
-from .utils.self_ensemble import self_ensemble
-from .utils.tiling import tiled_forward
 
-__all__ = [
-    'main',
-    'build_enhancer',
-    'load_model',
-    'default_args',
-    'collect_inputs',
-    'enhance_tensor',
-    'run_enhancer',
-    'segment_image',
-    'colour_overlay',
-    'seg_palette',
-    'crop_features',
-]
+__all__ = ['main', 'build_enhancer', 'load_model', 'collect_inputs', 'parse_args', 'run_options']
 
 #: Extensions of the files taken from an input folder (what OpenCV decodes).
 IMAGE_EXTENSIONS = (
     '.png', '.jpg', '.jpeg', '.jpe', '.bmp', '.dib', '.tif', '.tiff', '.webp', '.exr', '.hdr', '.pfm',
     '.ppm', '.pgm', '.pbm', '.pnm', '.sr', '.ras', '.jp2',
 )  # fmt: skip
-#: Default of ``--overlap`` (pixels).
-OVERLAP_DEFAULT = 64
-#: The DeepSPG base preset, used when no option file is given.
-DEFAULT_NETWORK = {'type': 'DeepSPG'}
-
-
-class EnhanceError(RuntimeError):
-    """A problem with the command line or the model (not with one image)."""
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -198,296 +179,12 @@ def _unique_names(files):
     return keep, clashes
 
 
-# ---- model ---------------------------------------------------------------------------------------
-def _load_yaml(path):
-    import yaml
-
-    if not os.path.isfile(path):
-        raise EnhanceError(f'option file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        opt = yaml.safe_load(f) or {}
-    if not isinstance(opt, dict):
-        raise EnhanceError(f'option file {path} does not hold a mapping')
-    return opt
-
-
-def model_options(args, device):
-    """The is_train=False BasicSR options of the enhancer, from ``-opt`` and the flags."""
-    opt = _load_yaml(args.opt) if args.opt else {}
-    paths = opt.get('path') or {}
-    if args.random_weights and args.weights:
-        raise EnhanceError('--random-weights and --weights exclude each other')
-    weights = None if args.random_weights else args.weights or paths.get('pretrain_network_g')
-    if weights is None and not args.random_weights:
-        raise EnhanceError(
-            'no enhancer weights: pass --weights net_g.pth or set path.pretrain_network_g in the option file '
-            '(--random-weights runs an untrained network, for measurements only)'
-        )
-    if weights is not None and not os.path.isfile(weights):
-        raise EnhanceError(f'weights file not found: {weights}')
-    prior = dict(opt.get('prior') or {})
-    if args.seg_checkpoint:
-        prior['seg_checkpoint'] = args.seg_checkpoint
-    allow_unsafe = bool(args.allow_unsafe_checkpoint or paths.get('allow_unsafe_checkpoint', False))
-    if allow_unsafe:
-        prior['allow_unsafe_checkpoint'] = True
-    return {
-        'name': 'deepspg_enhance',
-        'model_type': opt.get('model_type', 'DeepSPGModel'),
-        'is_train': False,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'num_gpu': 1 if device.type == 'cuda' else 0,
-        'network_g': dict(opt.get('network_g') or DEFAULT_NETWORK),
-        'prior': prior,
-        'path': {
-            'pretrain_network_g': weights,
-            'param_key_g': args.param_key or paths.get('param_key_g', 'params'),
-            'strict_load_g': True,
-            'allow_unsafe_checkpoint': allow_unsafe,
-        },
-        'val': {'self_ensemble': bool(args.self_ensemble)},
-        # deepspg-export --no-fold-bn: the prior's BatchNorms stay (else folded, the perf default)
-        'perf': {'fold_prior_bn': not getattr(args, 'no_fold_bn', False)},
-    }
-
-
-def build_enhancer(args, device):
-    """Build the BasicSR model (DeepSPGModel or a subclass) with the enhancer and its priors, in
-    eval mode, on ``device`` (fp16 with ``args.half``)."""
-    from basicsr.models import build_model
-
-    opt = model_options(args, device)
-    if opt['path']['pretrain_network_g'] is None:  # --random-weights: the same untrained net on every run
-        from basicsr.utils import get_root_logger
-
-        get_root_logger().warning('!!! --random-weights: THE ENHANCER IS UNTRAINED; outputs are for measurements !!!')
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = build_model(opt)
-    else:
-        model = build_model(opt)
-    if not hasattr(model, 'enhance'):
-        raise EnhanceError(f'model_type {type(model).__name__} has no enhance(); use DeepSPGModel or a subclass')
-    model.net_g.eval()
-    if args.half:
-        model.net_g.half()
-        if model.seg_prior is not None:
-            model.seg_prior.half()
-        if getattr(model, 'text_tokens', None) is not None:
-            model.text_tokens = model.text_tokens.half()
-    return model
-
-
-def build_ort_enhancer(args):
-    """The ONNX Runtime backend (:class:`~deepspg_basicsr.deploy.OrtEnhancer`) for ``--onnx``;
-    options that need the PyTorch model are refused by name."""
-    from .deploy.ort_backend import OrtEnhancer
-
-    flags = (('--half', args.half), ('--save-seg', args.save_seg), ('--prior-global', args.prior_global))
-    refused = [flag for flag, on in flags if on]
-    if refused:
-        raise EnhanceError(f'{", ".join(refused)}: not available with --backend onnxruntime (use --backend torch)')
-    return OrtEnhancer(args.onnx, threads=args.threads, device=args.device)
-
-
-# ---- enhancement -------------------------------------------------------------------------------
-def _downscale(x, max_side):
-    """``x`` (B, C, H, W) resized (antialiased bilinear) so that its longer side is at most ``max_side``."""
-    h, w = x.shape[-2:]
-    scale = max_side / max(h, w)
-    if scale >= 1:
-        return x
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=True)
-
-
-def crop_features(feats, box, image_size):
-    """The part of whole-image feature maps that covers one tile, resampled (bilinear).
-
-    Args:
-        feats (list[Tensor]): Maps (B, C_i, h_i, w_i), each covering the whole image.
-        box (tuple[int, int, int, int]): (top, left, height, width) of the tile in image pixels.
-        image_size (tuple[int, int]): (H, W) of the image the maps cover.
-
-    Returns:
-        list[Tensor]: One (B, C_i, n_i, m_i) map per input, ``n_i = round(height * h_i / H)``
-        (at least 1), sampled at the tile's pixel centres' positions (border values outside).
-    """
-    top, left, height, width = box
-    full_h, full_w = image_size
-    out = []
-    for f in feats:
-        n = max(1, round(height * f.shape[-2] / full_h))
-        m = max(1, round(width * f.shape[-1] / full_w))
-        ys = (top + (torch.arange(n, device=f.device, dtype=torch.float32) + 0.5) * height / n) * 2 / full_h - 1
-        xs = (left + (torch.arange(m, device=f.device, dtype=torch.float32) + 0.5) * width / m) * 2 / full_w - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), dim=-1)  # (n, m, 2) as (x, y)
-        grid = grid.to(f.dtype).unsqueeze(0).expand(f.shape[0], -1, -1, -1)
-        out.append(F.grid_sample(f, grid, mode='bilinear', padding_mode='border', align_corners=False))
-    return out
-
-
-def enhance_tensor(
-    model,
-    x,
-    tile=0,
-    overlap=64,
-    self_ens=False,
-    maps=False,
-    prior_global=False,
-    prior_size=1024,
-    device=None,
-    progress=None,
-):
-    """Enhance one image, whole or in tiles.
-
-    Args:
-        model (DeepSPGModel): From :func:`build_enhancer`.
-        x (Tensor): Low-light RGB (1, 3, H, W) float32 in [0, 1], on the CPU (or ``device``).
-        tile (int): Tile size; 0 processes the whole image at once. Default: 0.
-        overlap (int): Minimum overlap of neighbouring tiles. Default: 64.
-        self_ens (bool): Average the 8 flips / rotations (per tile). Default: False.
-        maps (bool): Also return the illumination and reflectance (DeepSPG). Default: False.
-        prior_global (bool): Run the prior once on the whole image downscaled to ``prior_size``
-            and give each tile the matching crop of its features (otherwise the prior runs on
-            each tile). Default: False.
-        prior_size (int): Longer side of the downscaled image of ``prior_global``. Default: 1024.
-        device (torch.device | None): Where the network runs. Default: the model's device.
-        progress (callable | None): Called as ``progress(done, total)`` after each tile (with
-            ``prior_global`` and C2F the two tiled passes count as one run of ``2 * tiles``).
-            Default: None.
-
-    Returns:
-        dict[str, Tensor]: ``out`` (1, 3, H, W) clamped to [0, 1], and with ``maps``
-        ``illumination`` and ``reflectance`` (1, 3, H, W), float32 on the CPU.
-    """
-    if hasattr(model, 'enhance_tensor'):  # another backend (deploy.OrtEnhancer)
-        return model.enhance_tensor(x, tile=tile, overlap=overlap, self_ens=self_ens, maps=maps, progress=progress)
-    device = device or model.device
-    net = model.get_bare_model(model.net_g)
-    dtype = next(net.parameters()).dtype
-    align = int(getattr(net, 'down_factor', 1))
-    uses_prior = bool(getattr(net, 'use_semantics', False))
-    whole = tile <= 0 or max(x.shape[-2:]) <= tile
-    passes = 2 if prior_global and uses_prior and getattr(net, 'c2f', False) else 1
-    passes_done = []
-
-    def report(done, total):
-        if progress is not None:
-            progress(len(passes_done) * total + done, passes * total)
-
-    def tiled(fn, with_box=False):
-        if whole:  # exactly the untiled computation (no alignment padding)
-            res = fn(x, (0, 0) + tuple(x.shape[-2:])) if with_box else fn(x)
-            report(1, 1)
-        else:
-            res = tiled_forward(fn, x, tile, overlap, align=align, with_box=with_box, progress=report)
-        passes_done.append(True)
-        return res
-
-    def run(t, feats=None):
-        """One tile on the device: the prior on the tile and C2F, or one pass with ``feats``."""
-        res = model.enhance(net, t.to(device, dtype), sem_feats=feats, c2f=feats is None, return_aux=maps)
-        if maps:
-            return torch.cat([res['out'], res['illumination'], res['reflectance']], dim=1).float()
-        return res.float()
-
-    def per_tile(t):
-        return (self_ensemble(run, t) if self_ens else run(t)).cpu()
-
-    def with_features(feats):
-        """The tile function of one pass fed with crops of whole-image features ``feats``."""
-
-        def fn(t, box):
-            crop = crop_features(feats, box, x.shape[-2:])
-            return (self_ensemble(run, t, crop) if self_ens else run(t, crop)).cpu()
-
-        return fn
-
-    def global_features(img):
-        return model.sem_features(_downscale(img, prior_size).to(device, dtype))
-
-    with torch.no_grad():
-        if prior_global and uses_prior:
-            res = tiled(with_features(global_features(x)), with_box=True)
-            if getattr(net, 'c2f', False):  # C2F: the prior on the whole coarse result, a second pass
-                c2f_features = getattr(model, 'c2f_features', model.sem_features)
-                feats = c2f_features(_downscale(res[:, :3].clamp(0, 1), prior_size).to(device, dtype))
-                del res
-                res = tiled(with_features(feats), with_box=True)
-        else:
-            res = tiled(per_tile)
-    out = {'out': res[:, :3].clamp_(0, 1)}
-    if maps:
-        out['illumination'] = res[:, 3:6]
-        out['reflectance'] = res[:, 6:9]
-    return out
-
-
-# ---- pictures ----------------------------------------------------------------------------------
-def segment_image(model, x, prior_size=1024):
-    """The prior's segmentation of ``x``: run on it downscaled to ``prior_size``, classes
-    upsampled (nearest) to ``x``'s size.
-
-    Args:
-        model (DeepSPGModel): From :func:`build_enhancer`, with a segmentation prior.
-        x (Tensor): Low-light RGB (1, 3, H, W) in [0, 1], on the CPU.
-        prior_size (int): Longer side the prior sees. Default: 1024.
-
-    Returns:
-        Tensor: Class indices (1, H, W), int64, on the CPU.
-    """
-    dtype = next(model.seg_prior.parameters()).dtype
-    with torch.no_grad():
-        classes = model.seg_prior.segment(_downscale(x, prior_size).to(model.device, dtype))
-    return F.interpolate(classes[:, None].float(), size=x.shape[-2:], mode='nearest')[:, 0].long().cpu()
-
-
-def colour_overlay(classes, out, num_classes, alpha=0.5):
-    """Class indices (1, H, W) in :func:`seg_palette` colours blended over ``out`` (1, 3, H, W)."""
-    colours = seg_palette(num_classes)[classes].permute(0, 3, 1, 2)
-    return (1 - alpha) * out + alpha * colours
-
-
-def segmentation_overlay(model, x, out, prior_size=1024, alpha=0.5):
-    """The prior's segmentation of ``x`` (:func:`segment_image`) in palette colours, blended over
-    ``out`` (both (1, 3, H, W), CPU)."""
-    return colour_overlay(segment_image(model, x, prior_size), out, model.seg_prior.num_classes, alpha)
-
-
+# ---- outputs -------------------------------------------------------------------------------------
 def _picture_path(output, folder, stem, suffix=''):
     return os.path.join(output, folder, f'{stem}{suffix}.png')
 
 
-def run_enhancer(model, x, args, device=None, progress=None):
-    """:func:`enhance_tensor` with the command line's options ``args`` (tiles, overlap,
-    self-ensemble, ``--save-maps``, ``--prior-global``, ``--prior-size``): what
-    ``deepspg-enhance`` and ``deepspg-app`` compute for one image.
-
-    Args:
-        model: From :func:`load_model`.
-        x (Tensor): Low-light RGB (1, 3, H, W) float32 in [0, 1], on the CPU.
-        args (argparse.Namespace): From :func:`parse_args` or :func:`default_args`.
-        device (torch.device | None): Where the network runs. Default: the model's device.
-        progress (callable | None): ``progress(done, total)`` per tile. Default: None.
-    """
-    return enhance_tensor(
-        model,
-        x,
-        tile=args.tile,
-        overlap=args.overlap,
-        self_ens=args.self_ensemble,
-        maps=args.save_maps,
-        prior_global=args.prior_global,
-        prior_size=args.prior_size,
-        device=device,
-        progress=progress,
-    )
-
-
-def process_file(model, path, args, device, stem=None):
+def process_file(enhancer, path, args, stem=None):
     """Read, enhance and write one file (and its optional pictures, named after ``stem``, default
     the file's stem; see :func:`picture_stems`); returns the output path."""
     name = os.path.basename(path)
@@ -495,7 +192,7 @@ def process_file(model, path, args, device, stem=None):
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
         raise EnhanceError('the output would overwrite the input; choose another --output folder')
     x, record = read_image(path)
-    res = run_enhancer(model, x, args, device)
+    res = enhancer.enhance_tensor(x, maps=args.save_maps)
     write_image(out_path, res['out'], record)
     stem = os.path.splitext(name)[0] if stem is None else stem
     rgb8 = ImageRecord()
@@ -505,8 +202,7 @@ def process_file(model, path, args, device, stem=None):
         write_image(_picture_path(args.output, 'maps', stem, '_illumination'), res['illumination'], rgb8)
         write_image(_picture_path(args.output, 'maps', stem, '_reflectance'), res['reflectance'], rgb8)
     if args.save_seg:
-        overlay = segmentation_overlay(model, x, res['out'], args.prior_size)
-        write_image(_picture_path(args.output, 'seg', stem), overlay, rgb8)
+        write_image(_picture_path(args.output, 'seg', stem), enhancer.segmentation_overlay(x, res['out']), rgb8)
     return out_path
 
 
@@ -562,51 +258,15 @@ def build_parser():
     return parser
 
 
-def default_args(output, **options):
-    """The enhancer's options as the command line gives them by default, with ``options`` set
-    (for callers other than the command line, e.g. ``deepspg-app``).
-
-    Args:
-        output (str): The output folder (``--output``).
-        **options: Attributes of :func:`parse_args`'s namespace, e.g. ``opt``, ``weights``,
-            ``tile``, ``save_maps``, ``backend``, ``onnx``.
-
-    Returns:
-        argparse.Namespace: Checked as :func:`parse_args` checks the command line.
-
-    Raises:
-        EnhanceError: naming the option, for a value the command line would refuse.
-    """
-    parser = build_parser()
-    args = parser.parse_args(['<inputs>', '--output', output])
-    unknown = sorted(set(options) - set(vars(args)))
-    if unknown:
-        raise TypeError(f'unknown enhancer option(s) {unknown}')
-    vars(args).update(options)
-    problem = check_args(args)
-    if problem:
-        raise EnhanceError(problem)
-    return args
-
-
 def check_args(args):
     """The problem with the options ``args`` (a message naming the flag), or None; fills
     ``args.overlap`` (default 64) and ``args.overlap_is_default``."""
     if (args.backend == 'onnxruntime') != bool(args.onnx):
         return '--backend onnxruntime and --onnx FILE go together'
-    if args.threads < 0:
-        return '--threads must be >= 0'
-    args.overlap_is_default = args.overlap is None or getattr(args, 'overlap_is_default', False)
+    args.overlap_is_default = args.overlap is None
     if args.overlap is None:
         args.overlap = OVERLAP_DEFAULT
-    overlap = f'--overlap {args.overlap}' + (' (the default)' if args.overlap_is_default else '')
-    if args.tile < 0 or args.overlap < 0:
-        return f'need --tile >= 0 and --overlap >= 0, got --tile {args.tile}, {overlap}'
-    if args.tile and args.overlap >= args.tile:
-        return f'--tile {args.tile} must be larger than {overlap}; pass a smaller --overlap or a larger --tile'
-    if args.prior_size < 16:
-        return '--prior-size must be at least 16'
-    return None
+    return check_run_options(args.tile, args.overlap, args.prior_size, args.threads, args.overlap_is_default)
 
 
 def parse_args(argv=None):
@@ -619,51 +279,47 @@ def parse_args(argv=None):
     return args
 
 
-def resolve_device(name, half):
-    if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise EnhanceError('--device cuda: no CUDA device is available (use --device cpu)')
-    if half and name != 'cuda':
-        raise EnhanceError('--half runs fp16 on CUDA only; on the CPU drop --half (fp32)')
-    return torch.device(name)
+def run_options(args):
+    """The per-image options of ``args`` (:meth:`DeepSPGEnhancer.from_model` takes them too)."""
+    return {
+        'tile': args.tile,
+        'overlap': None if getattr(args, 'overlap_is_default', False) else args.overlap,
+        'self_ensemble': args.self_ensemble,
+        'prior_global': args.prior_global,
+        'prior_size': args.prior_size,
+    }
 
 
-def check_tile(args, align):
-    """Raise :class:`EnhanceError` when ``args.tile``, rounded down to a multiple of ``align`` (the
-    network's down-sampling factor), does not exceed ``args.overlap`` by at least ``align``."""
-    if args.tile and args.tile // align * align - args.overlap < align:
-        default = ' (the default)' if getattr(args, 'overlap_is_default', False) else ''
-        raise EnhanceError(
-            f'--tile {args.tile} (rounded down to a multiple of {align}, the down-sampling factor) must '
-            f'exceed --overlap {args.overlap}{default} by at least {align}'
-        )
-
-
-def model_align(model):
-    """The down-sampling factor tiles are aligned to (torch model or ONNX Runtime backend)."""
-    if hasattr(model, 'enhance_tensor'):  # deploy.OrtEnhancer
-        return model.align
-    return int(getattr(model.get_bare_model(model.net_g), 'down_factor', 1))
+def build_enhancer(args, device):
+    """The :class:`DeepSPGEnhancer` ``args`` ask for (the ONNX Runtime backend for ``--backend
+    onnxruntime``), checked against ``--save-seg`` and ``--save-maps``."""
+    flags = (('--half', args.half), ('--save-seg', args.save_seg), ('--prior-global', args.prior_global))
+    refused = [flag for flag, on in flags if on]
+    if args.backend == 'onnxruntime' and refused:
+        raise EnhanceError(f'{", ".join(refused)}: not available with --backend onnxruntime (use --backend torch)')
+    return DeepSPGEnhancer(
+        args.opt,
+        weights=args.weights,
+        device=device if args.backend == 'torch' else args.device,
+        half=args.half,
+        param_key=args.param_key,
+        seg_checkpoint=args.seg_checkpoint,
+        allow_unsafe_checkpoint=args.allow_unsafe_checkpoint,
+        random_weights=args.random_weights,
+        onnx=args.onnx,
+        threads=args.threads,
+        **run_options(args),
+    )
 
 
 def load_model(args, device):
-    """The enhancer ``args`` ask for: the ONNX Runtime backend for ``--backend onnxruntime``, else
-    the PyTorch model (:func:`build_enhancer`), checked against ``--save-seg``, ``--save-maps`` and
-    ``--tile``.
-
-    Raises:
-        EnhanceError: naming the option the model cannot serve (``CheckpointError`` and
-            ``OSError`` for unreadable or mismatching files).
-    """
-    model = build_ort_enhancer(args) if args.backend == 'onnxruntime' else build_enhancer(args, device)
-    net = model.get_bare_model(model.net_g) if args.backend == 'torch' else None
-    if args.save_seg and model.seg_prior is None:
+    """:func:`build_enhancer`, checked against ``--save-seg`` and ``--save-maps``."""
+    enhancer = build_enhancer(args, device)
+    if args.save_seg and enhancer.seg_prior is None:
         raise EnhanceError('--save-seg needs a network with a segmentation prior (network_g.use_semantics)')
-    if args.save_maps and net is not None and not hasattr(net, 'illumination'):
-        raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(net).__name__}')
-    check_tile(args, model_align(model))
-    return model
+    if args.save_maps and not enhancer.has_maps:
+        raise EnhanceError(f'--save-maps needs a DeepSPG network, got {type(enhancer.net).__name__}')
+    return enhancer
 
 
 def main(argv=None):
@@ -683,9 +339,7 @@ def main(argv=None):
         failures += clashes
         stems = picture_stems(files)
         check_output_folder(files, args, stems)
-        if args.threads and args.backend == 'torch':
-            torch.set_num_threads(args.threads)
-        model = load_model(args, device)
+        enhancer = load_model(args, device)
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
@@ -705,7 +359,7 @@ def main(argv=None):
         for path in bar:
             bar.set_description(os.path.basename(path))
             try:
-                process_file(model, path, args, device, stems[path])
+                process_file(enhancer, path, args, stems[path])
                 written += 1
             except Exception as err:  # one bad image must not stop the others
                 message = _describe(err)

@@ -44,36 +44,30 @@ MIN_SIZE = 16
 OUTPUT_NAMES = ['out', 'illumination', 'reflectance']
 
 
-def _enhancer_args(args):
-    """The ``deepspg-enhance`` namespace that :func:`~deepspg_basicsr.enhance.build_enhancer` reads."""
-    return argparse.Namespace(
-        opt=args.opt,
-        weights=args.weights,
-        param_key=args.param_key,
-        seg_checkpoint=args.seg_checkpoint,
-        allow_unsafe_checkpoint=args.allow_unsafe_checkpoint,
-        random_weights=args.random_weights,
-        self_ensemble=False,
-        half=False,
-        no_fold_bn=args.no_fold_bn,
-    )
-
-
 def build_export_model(args):
     """Build the model from the option file and checkpoints (mismatches are errors naming the
-    file) and the module to export.
+    file) through the inference core, and the module to export.
 
     Returns:
         tuple[nn.Module, dict, DeepSPGModel]: The module (eval mode, CPU), the option file's
         contents and the BasicSR model.
     """
-    from .enhance import _load_yaml, build_enhancer
+    from .inference import DeepSPGEnhancer
 
-    opt = _load_yaml(args.opt)
-    model = build_enhancer(_enhancer_args(args), torch.device('cpu'))
-    net = model.get_bare_model(model.net_g).eval()
+    enhancer = DeepSPGEnhancer(
+        args.opt,
+        weights=args.weights,
+        device='cpu',
+        param_key=args.param_key,
+        seg_checkpoint=args.seg_checkpoint,
+        allow_unsafe_checkpoint=args.allow_unsafe_checkpoint,
+        random_weights=args.random_weights,
+        fold_prior_bn=not args.no_fold_bn,
+    )
+    opt, model = enhancer.opt, enhancer.model
+    net = enhancer.net.eval()
     check_exportable(net, opt)
-    prior_opt = opt.get('prior') or {}
+    prior_opt = model.opt.get('prior') or {}
     if args.enhancer_only:
         if not net.use_semantics:
             raise ExportError('--enhancer-only needs network_g.use_semantics: true (it takes the prior features)')
@@ -131,9 +125,8 @@ def metadata(args, opt, model, module, input_names):
 
     net = model.get_bare_model(model.net_g)
     prior = model.seg_prior
-    prior_opt = opt.get('prior') or {}
-    weights = args.weights or (opt.get('path') or {}).get('pretrain_network_g')
-    weights = None if args.random_weights else weights
+    prior_opt = model.opt.get('prior') or {}
+    weights = model.opt['path']['pretrain_network_g']
     seg_ckpt = None if prior is None else prior.checkpoint
     pipeline = isinstance(module, DeepSPGPipeline)
     return {
@@ -143,9 +136,9 @@ def metadata(args, opt, model, module, input_names):
         'option_file_sha256': file_sha256(args.opt),
         'checkpoint': None if weights is None else os.path.abspath(weights),
         'checkpoint_sha256': file_sha256(weights),
-        'param_key': args.param_key or (opt.get('path') or {}).get('param_key_g', 'params'),
+        'param_key': model.opt['path']['param_key_g'],
         'random_enhancer_weights': weights is None,
-        'network_g': dict(opt.get('network_g') or {}),
+        'network_g': dict(model.opt['network_g']),
         'prior': None
         if prior is None
         else {

@@ -1,14 +1,15 @@
-"""The CUDA check (deepspg_basicsr/bench/cuda.py): its CPU dry run end to end (through scripts/cuda_check.sh),
+"""The CUDA check (deepspg_basicsr/cuda_check.py): its CPU dry run end to end (through scripts/cuda_check.sh),
 and its helpers."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from deepspg_basicsr.bench import cuda as cuda_check
+from deepspg_basicsr import cuda_check
 
 from training_runs import env
 
@@ -31,9 +32,7 @@ def test_dry_run_end_to_end_writes_its_rows_between_the_markers(tmp_path):
     assert results['tests']['ok']
     assert results['train']['none']['it_s'] > 0 and results['train']['bf16']['it_s'] > 0
     assert 'needs CUDA' in results['train']['fp16']['skipped']
-    shares = results['train']['none']['shares']
-    assert set(shares) == set(cuda_check.PARTS) and abs(sum(shares.values()) - 1) < 1e-6
-    assert all(v >= 0 for v in shares.values())
+    assert results['train']['none']['ok'] and all(math.isfinite(v) for v in results['train']['none']['losses'].values())
     assert {'60x40 default', '60x40 perf', '96x54 default', '96x54 perf'} <= set(results['inference'])
     assert results['agreement']['ok']  # CPU against CPU: identical builds
 

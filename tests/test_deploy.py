@@ -10,7 +10,7 @@ import json
 from deepspg_basicsr import enhance as E
 from deepspg_basicsr import export as X
 from deepspg_basicsr.data.demo_data import make_demo_data
-from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
+from deepspg_basicsr.deploy.batchnorm_fold import fold_batchnorm
 from deepspg_basicsr.priors.segmentation_prior import build_segmentation_prior
 
 import cv2

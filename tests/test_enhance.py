@@ -4,6 +4,8 @@ import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 
 # isort: split
 from deepspg_basicsr import enhance as E
+from deepspg_basicsr.inference import DeepSPGEnhancer, crop_features
+from deepspg_basicsr.utils.class_names import seg_palette
 
 import cv2
 import numpy as np
@@ -23,6 +25,15 @@ LOCAL_ATOL = 1e-5
 SEMANTIC_MAX, SEMANTIC_MEAN = 0.05, 0.005
 
 NET = BASE_TRAIN_OPT['network_g']
+
+
+def _wrap(model, args):
+    """The command line's enhancer around an already built model (instead of building it again)."""
+    return DeepSPGEnhancer.from_model(model, **E.run_options(args))
+
+
+def _enhance(model, x, **options):
+    return DeepSPGEnhancer.from_model(model, **options).enhance_tensor(x)['out']
 
 
 @pytest.fixture(scope='module')
@@ -54,7 +65,7 @@ def _images(folder):
 
 def test_folder_keeps_names_depth_grey_alpha_and_reports_the_corrupt_file(setup, tmp_path, capsys, monkeypatch):
     root, model = setup
-    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: model)  # the same net (its weights file)
+    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: _wrap(model, args))  # the same net (its weights file)
     imgs = _images(tmp_path / 'in')
     out = tmp_path / 'out'
     argv = [str(tmp_path / 'in'), '-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth')]
@@ -105,7 +116,7 @@ def test_command_line_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
     assert 'missing.pth' in capsys.readouterr().err
     assert E.main([str(tmp_path / 'nothing*.png'), '--output', str(tmp_path / 'out'), '--device', 'cpu']) == 2
     assert 'pattern matches no file' in capsys.readouterr().err
-    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: model)
+    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: _wrap(model, args))
     assert E.main([str(tmp_path / 'x.png'), '--output', str(tmp_path), '--device', 'cpu', '--no-progress']) == 1
     assert 'would overwrite the input' in capsys.readouterr().err
     assert E.main(base + ['--device', 'cpu', '--tile', '66', '--overlap', '64']) == 2
@@ -121,8 +132,8 @@ def test_command_line_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
 
 
 def test_palette_is_fixed_and_distinct():
-    palette = E.seg_palette(150)
-    assert palette.shape == (150, 3) and torch.equal(palette, E.seg_palette(150))
+    palette = seg_palette(150)
+    assert palette.shape == (150, 3) and torch.equal(palette, seg_palette(150))
     assert len({tuple((c * 255).round().int().tolist()) for c in palette}) == 150
 
 
@@ -132,7 +143,7 @@ def test_without_the_prior_tiled_equals_untiled():
     model = build_model(train_opt(is_train=False, network_g={'use_semantics': False}))
     x = torch.rand(1, 3, 300, 400, generator=torch.Generator().manual_seed(3)) * 0.3
     ref = model.enhance(model.net_g, x).clamp(0, 1)
-    out = E.enhance_tensor(model, x, tile=256, overlap=160)['out']  # 2 x 3 tiles
+    out = DeepSPGEnhancer.from_model(model, tile=256, overlap=160).enhance_tensor(x)['out']  # 2 x 3 tiles
     assert (out - ref).abs().max().item() <= LOCAL_ATOL
 
 
@@ -143,16 +154,16 @@ def test_with_the_prior_tiles_differ_within_the_stated_bound_and_untiled_prior_g
     ref = model.enhance(model.net_g, x).clamp(0, 1)
     # untiled, --prior-global is the plain computation (whole-image features sampled at their own
     # cell centres, the C2F pass on the coarse result)
-    assert (E.enhance_tensor(model, x, prior_global=True)['out'] - ref).abs().max().item() <= 1e-5
+    assert (_enhance(model, x, prior_global=True) - ref).abs().max().item() <= 1e-5
     for prior_global in (False, True):
-        diff = (E.enhance_tensor(model, x, tile=64, overlap=16, prior_global=prior_global)['out'] - ref).abs()
+        diff = (_enhance(model, x, tile=64, overlap=16, prior_global=prior_global) - ref).abs()
         assert 0 < diff.max().item() <= SEMANTIC_MAX and diff.mean().item() <= SEMANTIC_MEAN, prior_global
 
 
 def test_crop_features_of_the_whole_image_is_the_identity():
     feats = [torch.rand(1, 4, 25, 32), torch.rand(1, 2, 13, 16)]  # strides 4 and 8 of 100 x 128
-    crops = E.crop_features(feats, (0, 0, 100, 128), (100, 128))
+    crops = crop_features(feats, (0, 0, 100, 128), (100, 128))
     assert all(torch.allclose(c, f, atol=1e-6) for c, f in zip(crops, feats))
     # the right half of the image: the right half of each map (cell centres align)
-    crops = E.crop_features(feats, (0, 64, 100, 64), (100, 128))
+    crops = crop_features(feats, (0, 64, 100, 64), (100, 128))
     assert all(torch.allclose(c, f[..., f.shape[-1] // 2 :], atol=1e-6) for c, f in zip(crops, feats))

@@ -6,8 +6,8 @@ The published files ship with the package (``deepspg_basicsr/weights/files/``, k
 
 import os
 
+from deepspg_basicsr.deploy.batchnorm_fold import fold_batchnorm
 from deepspg_basicsr.priors.espnetv2 import convert_published_checkpoint
-from deepspg_basicsr.priors.hrnet_features import fold_batchnorm
 from deepspg_basicsr.priors.segmentation_prior import SegmentationPrior
 from deepspg_basicsr.utils.checkpoint import CheckpointError
 from deepspg_basicsr.weights import KNOWN_WEIGHTS, resolve_weights

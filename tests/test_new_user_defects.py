@@ -15,6 +15,7 @@ from deepspg_basicsr import launch as launcher
 from deepspg_basicsr.archs.deepspg_arch import DeepSPG
 from deepspg_basicsr.data import PairedLLIEDataset
 from deepspg_basicsr.data.pair_check import PairCheckError
+from deepspg_basicsr.inference import DeepSPGEnhancer
 from deepspg_basicsr.utils.checkpoint import CheckpointError, load_checkpoint_file, load_network_weights
 from deepspg_basicsr.utils.options_check import OptionError
 from deepspg_basicsr.utils.run_folders import rollback_new_folders
@@ -349,7 +350,9 @@ def enhancer(tmp_path_factory):
 
 
 def _enhance(monkeypatch, model, *argv):
-    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: model)
+    monkeypatch.setattr(
+        E, 'build_enhancer', lambda args, device: DeepSPGEnhancer.from_model(model, **E.run_options(args))
+    )
     return E.main([*map(str, argv), '--device', 'cpu', '--no-progress'])
 
 

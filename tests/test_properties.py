@@ -4,7 +4,7 @@ the model with its prior, the enhancement path (tiles, image files)."""
 import math
 
 from deepspg_basicsr.archs import DeepSPG
-from deepspg_basicsr.enhance import enhance_tensor
+from deepspg_basicsr.inference import DeepSPGEnhancer
 from deepspg_basicsr.utils.image_io import read_image, write_image
 from deepspg_basicsr.utils.tiling import tiled_forward
 
@@ -72,6 +72,10 @@ def model():
     return build_model(opt)
 
 
+def _enhance_tensor(model, x, **options):
+    return DeepSPGEnhancer.from_model(model, **options).enhance_tensor(x)
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=SIDE, w=SIDE, kind=st.sampled_from(KINDS), seed=st.integers(0, 2**16))
 def test_model_with_its_prior_any_size_and_range(model, h, w, kind, seed):
@@ -80,6 +84,10 @@ def test_model_with_its_prior_any_size_and_range(model, h, w, kind, seed):
     model.test()
     assert model.output.shape == x.shape
     assert torch.isfinite(model.output).all() and model.output.min() >= 0 and model.output.max() <= 1
+
+
+def _enhance_tensor(model, x, **options):
+    return DeepSPGEnhancer.from_model(model, **options).enhance_tensor(x)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -94,11 +102,11 @@ def test_model_with_its_prior_any_size_and_range(model, h, w, kind, seed):
 def test_enhance_path_tiles_any_size(model, h, w, tile, overlap, prior_global, seed):
     assume(tile == 0 or tile - overlap >= 4)  # the enhancer's down-sampling factor (what the CLI checks)
     x = _image('uniform', h, w, seed)
-    out = enhance_tensor(model, x, tile=tile, overlap=overlap, prior_global=prior_global, prior_size=64)['out']
+    out = _enhance_tensor(model, x, tile=tile, overlap=overlap, prior_global=prior_global, prior_size=64)['out']
     assert out.shape == x.shape and out.dtype == torch.float32
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     if tile >= max(h, w):  # one tile: exactly the untiled result
-        whole = enhance_tensor(model, x, tile=0, prior_global=prior_global, prior_size=64)['out']
+        whole = _enhance_tensor(model, x, tile=0, prior_global=prior_global, prior_size=64)['out']
         assert torch.equal(out, whole)
 
 

@@ -1,14 +1,13 @@
 """What ``deepspg-app`` does, without the web page: load a model, enhance uploaded photos, make
-the pictures the page shows. The enhancement is ``deepspg-enhance``'s own
-(:func:`deepspg_basicsr.enhance.load_model`, :func:`~deepspg_basicsr.enhance.run_enhancer`,
-:func:`~deepspg_basicsr.utils.image_io.write_image`), so a downloaded result equals the command
-line's output for the same input and options.
+the pictures the page shows. The enhancement is the one inference core's
+(:class:`~deepspg_basicsr.inference.DeepSPGEnhancer`, :func:`~deepspg_basicsr.utils.image_io.write_image`),
+as ``deepspg-enhance``'s, so a downloaded result equals the command line's output for the same
+input and options.
 
 Everything is written under the session's output folder: one ``run-<time>-<n>/`` folder per
 click, holding the results under the uploaded file names and ``view/`` (8-bit PNG previews).
 """
 
-import copy
 import html
 import os
 import threading
@@ -20,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .. import enhance as E
+from ..inference import DeepSPGEnhancer, EnhanceError, colour_overlay
 from ..utils.class_names import class_names_for, seg_palette
 from ..utils.image_io import ImageRecord, read_image, write_image
 
@@ -238,7 +237,7 @@ class AppSession:
         self.seg_checkpoint = seg_checkpoint
         self.overlap = overlap
         self.memory_limit = memory_limit if memory_limit else default_memory_limit()
-        self.model = self.args = self.device = None
+        self.enhancer = None
         self._key = None
         self._lock = threading.Lock()
         self._runs = 0
@@ -257,58 +256,47 @@ class AppSession:
         opt, weights, onnx = (v.strip() if isinstance(v, str) else '' for v in (opt, weights, onnx))
         key = (opt, weights, onnx)
         with self._lock:
-            if key == self._key and self.model is not None:
+            if key == self._key and self.enhancer is not None:
                 return self.describe_model()
             if not (opt or weights or onnx):
                 raise AppError('choose an option file and a checkpoint, or an exported ONNX model')
-            options = {
-                'opt': opt or None,
-                'weights': weights or None,
-                'onnx': onnx or None,
-                'backend': 'onnxruntime' if onnx else 'torch',
-                'device': self.device_name,
-                'threads': self.threads,
-                'seg_checkpoint': self.seg_checkpoint,
-                'overlap': self.overlap,
-            }
             source = f'the ONNX model {onnx}' if onnx else f'option file {opt or "(none)"}, checkpoint '
             source += '' if onnx else (weights or '(path.pretrain_network_g of the option file)')
             try:
-                args = E.default_args(self.output, **options)
-                device = E.resolve_device(args.device, args.half)
-                if args.threads and args.backend == 'torch':
-                    torch.set_num_threads(args.threads)
-                model = E.load_model(args, device)
+                enhancer = DeepSPGEnhancer(
+                    opt or None,
+                    weights=weights or None,
+                    onnx=onnx or None,
+                    device=self.device_name,
+                    threads=self.threads,
+                    seg_checkpoint=self.seg_checkpoint,
+                    overlap=self.overlap,
+                )
             except Exception as err:  # noqa: BLE001 - every failure becomes a message on the page
                 hint = MISMATCH_HINT if 'does not match' in str(err) else ''
                 raise AppError(f'cannot load the model from {source}: {_message(err)}{hint}') from err
-            net = None if onnx else model.get_bare_model(model.net_g)
-            args.save_maps = bool(onnx) or hasattr(net, 'illumination')
-            self.model, self.args, self.device, self._key = model, args, device, key
+            self.enhancer, self._key = enhancer, key
             return self.describe_model()
 
     def backend(self):
         """The backend in words: ``torch (cpu)`` or ``ONNX Runtime (CPUExecutionProvider)``."""
-        if self.model is None:
+        if self.enhancer is None:
             return 'no model loaded'
-        if self.args.backend == 'onnxruntime':
-            return f'ONNX Runtime ({", ".join(self.model.session.providers)})'
-        return f'torch ({self.device.type})'
+        if self.enhancer.backend == 'onnxruntime':
+            return f'ONNX Runtime ({", ".join(self.enhancer.model.session.providers)})'
+        return f'torch ({self.enhancer.device.type})'
 
     def random_weights_warnings(self):
         """Loud warnings for priors (or an enhancer) with random weights; [] when all are trained."""
-        if self.model is None:
+        if self.enhancer is None:
             return []
-        warn = []
-        if self.args.backend == 'onnxruntime':
-            meta = self.model.session.metadata
-            if meta.get('random_enhancer_weights'):
-                warn.append('THE ENHANCER HAS RANDOM WEIGHTS: exported untrained, its output is meaningless')
-            if (meta.get('prior') or {}).get('random_weights'):
-                warn.append('THE SEMANTIC PRIOR HAS RANDOM WEIGHTS: it was exported without its checkpoint')
-            return warn
-        prior = self.model.seg_prior
-        if prior is not None and getattr(prior, 'random_init', False):
+        warn, random = [], self.enhancer.random_weights
+        onnx = self.enhancer.backend == 'onnxruntime'
+        if onnx and random['enhancer']:
+            warn.append('THE ENHANCER HAS RANDOM WEIGHTS: exported untrained, its output is meaningless')
+        if onnx and random['prior']:
+            warn.append('THE SEMANTIC PRIOR HAS RANDOM WEIGHTS: it was exported without its checkpoint')
+        if not onnx and random['prior']:
             warn.append(
                 'THE SEMANTIC PRIOR HAS RANDOM WEIGHTS (no prior.seg_checkpoint): its segmentation below is '
                 'meaningless and results are not comparable to the paper'
@@ -317,10 +305,8 @@ class AppSession:
 
     def describe_model(self):
         """Markdown: the backend, the files and the random-weights warnings."""
-        if self.args.backend == 'onnxruntime':
-            files = f'`{self.args.onnx}`'
-        else:
-            files = f'`{self.args.opt}`, checkpoint `{self.model.opt["path"]["pretrain_network_g"]}`'
+        e = self.enhancer
+        files = f'`{e.onnx}`' if e.backend == 'onnxruntime' else f'`{e.option_file}`, checkpoint `{e.weights}`'
         lines = [f'**Model loaded** ({self.backend()}): {files}']
         lines += [f'> ⚠️ **{w}**' for w in self.random_weights_warnings()]
         return '\n\n'.join(lines)
@@ -371,18 +357,18 @@ class AppSession:
         Raises:
             AppError: a clear message naming ``name`` (not an image, too large, ...).
         """
-        if self.model is None:
+        if self.enhancer is None:
             raise AppError('no model loaded')
         name = os.path.basename(name or path)
-        args = self._args_with_tile(tile)
-        self.check_size(path, name, args.tile)
+        tile = self._checked_tile(tile)
+        self.check_size(path, name, tile)
         start = time.perf_counter()
         try:
             x, record = read_image(path)
         except (OSError, ValueError) as err:
             raise AppError(f'{name}: not an image this app can read ({_message(err).replace(path, name)})') from err
         try:
-            res = E.run_enhancer(self.model, x, args, self.device, progress=progress)
+            res = self.enhancer.enhance_tensor(x, maps=self.enhancer.has_maps, tile=tile, progress=progress)
         except Exception as err:  # noqa: BLE001 - e.g. out of memory
             raise AppError(f'{name}: {_message(err).replace("--tile", "a Tile size of")}') from err
         stem, ext = os.path.splitext(name)
@@ -402,37 +388,28 @@ class AppSession:
         if 'illumination' in res:
             result.illumination = _preview(res['illumination'], f'{view}_illumination.png')
             result.reflectance = _preview(res['reflectance'].clamp(0, 1), f'{view}_reflectance.png')
-        prior = getattr(self.model, 'seg_prior', None)
+        prior = self.enhancer.seg_prior
         if prior is None:
             result.legend = NO_SEGMENTATION
         else:
-            classes = E.segment_image(self.model, x, args.prior_size)
-            overlay = E.colour_overlay(classes, res['out'], prior.num_classes)
+            classes = self.enhancer.segment(x)
+            overlay = colour_overlay(classes, res['out'], prior.num_classes)
             result.segmentation = _preview(overlay, f'{view}_segmentation.png')
             names = class_names_for(prior)
             result.legend = legend_html(legend_entries(classes, names, 0.001), _dataset_of(len(names)))
         return result
 
-    def _args_with_tile(self, tile):
+    def _checked_tile(self, tile):
         tile = int(tile or 0)
         if tile < 0:
             raise AppError(f'Tile size must be 0 (whole image) or positive, got {tile}')
-        args = copy.copy(self.args)
-        args.tile = tile
-        align = E.model_align(self.model)
-        if tile and tile // align * align - args.overlap < align:
+        overlap, align = self.enhancer.overlap, self.enhancer.align
+        if tile and tile // align * align - overlap < align:
             raise AppError(
-                f'Tile size {tile} is too small: tiles overlap by {args.overlap} pixels (deepspg-app --overlap), '
-                f'so use at least {args.overlap + align}, e.g. 256 or 512'
+                f'Tile size {tile} is too small: tiles overlap by {overlap} pixels (deepspg-app --overlap), '
+                f'so use at least {overlap + align}, e.g. 256 or 512'
             )
-        try:
-            problem = E.check_args(args)
-            if problem:
-                raise E.EnhanceError(problem)
-            E.check_tile(args, align)
-        except E.EnhanceError as err:
-            raise AppError(str(err).replace('--tile', 'Tile size')) from err
-        return args
+        return tile
 
 
 def _message(err):
@@ -440,7 +417,7 @@ def _message(err):
     text = str(err).strip() or type(err).__name__
     if isinstance(err, torch.cuda.OutOfMemoryError) or 'out of memory' in text.lower():
         return f'out of memory ({text.splitlines()[0]}); set a Tile size, e.g. 512'
-    if isinstance(err, (OSError, ValueError, E.EnhanceError, RuntimeError)):
+    if isinstance(err, (OSError, ValueError, EnhanceError, RuntimeError)):
         return text
     return f'{type(err).__name__}: {text}'
 

@@ -10,7 +10,6 @@ Sections (each a module of this package with ``add_arguments(parser)`` and ``run
 * ``memory``: peak memory of inference and of tiled enhancement of large images;
 * ``zero-ref``: zero-reference against paired training, same budget;
 * ``proof``: the semantic-pathway proof (oracle / control training);
-* ``cuda``: the CUDA check (``--dry-run`` rehearses it on the CPU);
 * ``peer``: the whole pipeline against Retinexformer's LOL-v1 network (``--retinexformer FILE``).
 
 Common options: ``--quick`` (small sizes and budgets, seconds to a minute), ``--threads``,
@@ -36,7 +35,6 @@ SECTIONS = {
     'memory': 'memory',
     'zero-ref': 'zero_ref',
     'proof': 'proof',
-    'cuda': 'cuda',
     'peer': 'peer',
 }
 

@@ -19,32 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..weights import KNOWN_WEIGHTS
-
-__all__ = [
-    'ROOT',
-    'DEMO_ROOT',
-    'SEG_CONFIGS',
-    'SEG_BRANCHES',
-    'PRESETS',
-    'PERF',
-    'CONFIGS',
-    'LOSS_NAMES',
-    'ensure_demo_data',
-    'devices',
-    'sync',
-    'peak_rss_mib',
-    'fmt_peak',
-    'psnr',
-    'test_image',
-    'demo_images',
-    'model_options',
-    'build',
-    'run_pipeline',
-    'training_loader',
-    'train_breakdown',
-    'iteration',
-    'load_peer',
-]
+from .core import sync
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
@@ -82,12 +57,6 @@ def ensure_demo_data(root=DEMO_ROOT):
 def devices():
     """Devices to measure: the CPU, and CUDA when there is one."""
     return [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
-
-
-def sync(device):
-    """Wait for ``device`` (CUDA); nothing on the CPU."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def peak_rss_mib():
@@ -234,6 +203,38 @@ def run_pipeline(model, x, mode='inference'):
         return model.enhance(model.net_g, x)
 
 
+def paired_dataset(root, split='our485', **options):
+    """The ``PairedLLIEDataset`` of ``root/split/{low,high}``; ``options``: its training keys
+    (``gt_size``, flips); without them a validation set of whole images."""
+    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
+
+    return PairedLLIEDataset(
+        {
+            'name': f'bench_{split}',
+            'type': 'PairedLLIEDataset',
+            'phase': 'train' if options else 'val',
+            'dataroot_gt': os.path.join(root, split, 'high'),
+            'dataroot_lq': os.path.join(root, split, 'low'),
+            'io_backend': {'type': 'disk'},
+            **options,
+        }
+    )
+
+
+def unfolded_pipeline(seg, device=None):
+    """The pipeline as first written (before the perf defaults): the full prior backbone per pass,
+    MMSegmentation's BatchNorms, NCHW; the same random weights as :func:`build`'s. Returns
+    (callable x -> output, the model)."""
+    plain = build(model_options(seg, extra={'perf': {'channels_last': False, 'fold_prior_bn': False}}), device)
+    net, branches = plain.get_bare_model(plain.net_g).eval(), plain.seg_branches
+
+    def feats(t):
+        every = plain.seg_prior(t, return_logits=False)['feats']
+        return [every[b] for b in branches]
+
+    return (lambda x: net(x, feats(x), prior=feats)), plain
+
+
 def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
     """Endless training batches of the paired data under ``root`` (shuffled by ``generator``).
 
@@ -243,22 +244,8 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
         root (str): A LOL-v1-style folder (``our485/{low,high}``). Default: the demo data.
         generator (torch.Generator | None): Shuffling. Default: None.
     """
-    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
-
     ensure_demo_data(root)
-    dataset = PairedLLIEDataset(
-        {
-            'name': 'bench',
-            'type': 'PairedLLIEDataset',
-            'phase': 'train',
-            'dataroot_gt': os.path.join(root, 'our485', 'high'),
-            'dataroot_lq': os.path.join(root, 'our485', 'low'),
-            'io_backend': {'type': 'disk'},
-            'gt_size': gt_size,
-            'use_hflip': True,
-            'use_rot': True,
-        }
-    )
+    dataset = paired_dataset(root, gt_size=gt_size, use_hflip=True, use_rot=True)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )

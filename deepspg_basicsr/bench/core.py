@@ -25,24 +25,6 @@ import sys
 import time
 import traceback
 
-__all__ = [
-    'Timings',
-    'rounds',
-    'set_threads',
-    'machine_record',
-    'load_average',
-    'busy',
-    'Report',
-    'markers',
-    'replace_block',
-    'update_docs',
-    'fmt_seconds',
-    'write_json',
-    'WHERE_OPTIONS',
-    'public_command',
-]
-
-
 #: Options that only say where a run reads its scratch files or writes its results: left out of the
 #: command a report records (a document names what was measured, not the folders of one machine).
 WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
@@ -81,43 +63,32 @@ def public_command(argv, prefix='deepspg-bench'):
     return ' '.join([prefix, shlex.join(kept)]) if kept else prefix
 
 
-def _sync(device):
+def sync(device):
+    """Wait for ``device`` when it is a CUDA device (nothing on the CPU or for None)."""
     if device is not None and getattr(device, 'type', device) == 'cuda':
         import torch
 
         torch.cuda.synchronize(device)
 
 
-class Timings:
-    """Times of interleaved rounds: ``times[name][r]`` is candidate ``name``'s time in round ``r``.
+class Timings(dict):
+    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s time in round ``r``.
 
     Args:
         times (dict[str, list[float]]): Name -> seconds per round (equal lengths).
     """
 
     def __init__(self, times):
-        self.times = {k: list(v) for k, v in times.items()}
+        super().__init__((k, list(v)) for k, v in times.items())
         self.outputs = {}
 
-    def __getitem__(self, name):
-        return self.times[name]
-
-    def __contains__(self, name):
-        return name in self.times
-
-    def __iter__(self):
-        return iter(self.times)
-
-    def items(self):
-        return self.times.items()
+    @property
+    def times(self):
+        return self
 
     def median(self, name):
         """Median seconds of ``name``."""
-        return statistics.median(self.times[name])
-
-    def spread(self, name):
-        """(min, max) seconds of ``name``."""
-        return min(self.times[name]), max(self.times[name])
+        return statistics.median(self[name])
 
     def per_round_ratios(self, name, ref):
         """``times[name][r] / times[ref][r]`` for each round ``r`` (same rounds only)."""
@@ -142,7 +113,7 @@ class Timings:
 
     def to_json(self):
         """Name -> seconds per round (full precision: ratios can be recomputed from them)."""
-        return {k: list(ts) for k, ts in self.times.items()}
+        return {k: list(ts) for k, ts in self.items()}
 
 
 def fmt_seconds(ts):
@@ -181,10 +152,10 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=F
         for name, fn in fns.items():
             if before_each is not None:
                 before_each(name)
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             out = fn()
-            _sync(device)
+            sync(device)
             times[name].append(time.perf_counter() - start)
             if keep_outputs and r == repeats - 1:
                 outputs[name] = out

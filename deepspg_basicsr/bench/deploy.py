@@ -19,7 +19,6 @@ Usage::
     deepspg-bench deploy --quick                        # HRNet-W18-small, small sizes
 """
 
-import argparse
 import copy
 import gc
 import os
@@ -34,43 +33,25 @@ from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 from deepspg_basicsr.deploy.quantize import quantize_int8
 from deepspg_basicsr.export import export_model
 
-import numpy as np
 import torch
-from basicsr.models import build_model
 
-from .common import ROOT, SEG_BRANCHES, load_peer
+from .common import ROOT, load_peer, model_options, psnr, unfolded_pipeline
 from .common import SEG_CONFIGS as SEG
+from .common import build as _build
 from .common import demo_images as _demo_images
 from .core import rounds
 
+CPU = torch.device('cpu')
 
-def model_opt(seg, perf=None):
-    config, channels = SEG[seg]
-    opt = {
-        'name': 'bench_deploy',
-        'model_type': 'DeepSPGModel',
-        'is_train': False,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'num_gpu': 0,
-        'network_g': {'type': 'DeepSPG', 'num_feat': 16, 'illum_feat': 16, 'sem_channels': channels},
-        'prior': {'seg_config': config, 'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2])},
-        'path': {},
-    }
-    if perf:
-        opt['perf'] = perf
-    return opt
+
+def build(seg, perf=None):
+    """The base-preset model of prior ``seg`` on the CPU (enhancer weights seed 0) with ``perf`` options."""
+    return _build(model_options(seg, extra={'perf': perf or {}}), CPU)
 
 
 def demo_images(sizes, count, kind='low'):
     """(w, h) -> the first ``count`` demo test images of ``kind`` resized to it."""
     return {(w, h): _demo_images(w, h, count, kind) for w, h in sizes}
-
-
-def psnr(a, b):
-    mse = float(((a - b) ** 2).mean())
-    return float('inf') if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 #: Row names shared by the report and the targets.
@@ -171,38 +152,22 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 
         return run
 
-    perf_net = None if perf_model is None else perf_model.get_bare_model(perf_model.net_g).eval()
-    configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
-    if perf_net is not None:
-        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
-            lambda x: perf_model.enhance(perf_net, x),
+    lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
+    wrap = (lambda fn: fn) if perf_model is not None else bf16
+    perf_net = lossy.get_bare_model(lossy.net_g).eval()
+    configs = {
+        REF: (lambda x: model.enhance(net, x), 'reference', True),
+        'torch, bf16 autocast + channels_last (perf.amp)': (wrap(lambda x: lossy.enhance(perf_net, x)), 'lever', False),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': (wrap(scaled(lossy, 0.5, 0.5)), 'lever', False),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': (
+            wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
             'lever',
             False,
-        )
-        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
-            scaled(perf_model, 0.5, 0.5),
-            'lever',
-            False,
-        )
-    else:  # the same levers by autocast alone (channels-last changes only rounding)
-        configs['torch, bf16 autocast + channels_last (perf.amp)'] = (
-            bf16(lambda x: model.enhance(net, x)),
-            'lever',
-            False,
-        )
-        configs['torch, bf16 + channels_last, seg_scale 0.5 (both passes)'] = (
-            bf16(scaled(model, 0.5, 0.5)),
-            'lever',
-            False,
-        )
-    one_pass = 'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)'
-    if perf_net is not None:
-        configs[one_pass] = (scaled(perf_model, 0.5, 0.5, c2f=False), 'lever', False)
-    else:
-        configs[one_pass] = (bf16(scaled(model, 0.5, 0.5, c2f=False)), 'lever', False)
-    configs['torch, seg_scale 0.5, c2f_seg_scale 1'] = (scaled(model, 0.5, 1.0), 'lever', False)
-    configs['torch, seg_scale 0.5 (both prior passes)'] = (scaled(model, 0.5, 0.5), 'lever', False)
-    configs['torch, C2F off (one pass)'] = (lambda x: model.enhance(net, x, c2f=False), 'lever', False)
+        ),
+        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(model, 0.5, 1.0), 'lever', False),
+        'torch, seg_scale 0.5 (both prior passes)': (scaled(model, 0.5, 0.5), 'lever', False),
+        'torch, C2F off (one pass)': (lambda x: model.enhance(net, x, c2f=False), 'lever', False),
+    }
     variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
     paths = _ort_exports(args, work, tag, net, prior, branches, variants)
 
@@ -225,25 +190,11 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 def build_configs(args, work):
     """The latency section's rows (random weights, ``args.seg``): the denominator, the pipeline rows,
     the prior-pass floor and the peer network."""
-    torch.manual_seed(0)
-    model = build_model(model_opt(args.seg))  # perf defaults: prior BN folded, channels-last (CPU)
+    model = build(args.seg)  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
-    plain_perf = {'channels_last': False, 'fold_prior_bn': False}
-    torch.manual_seed(0)
-    plain = build_model(model_opt(args.seg, plain_perf))  # the same random weights, as built
-    plain_net = plain.get_bare_model(plain.net_g).eval()
-    plain_net.load_state_dict(net.state_dict())
-    torch.manual_seed(0)
-    perf_model = build_model(model_opt(args.seg, {'amp': 'bf16', 'channels_last': True}))
-    perf_model.get_bare_model(perf_model.net_g).load_state_dict(net.state_dict())
+    before, plain = unfolded_pipeline(args.seg, CPU)  # before issue 10, the same random weights
+    perf_model = build(args.seg, {'amp': 'bf16', 'channels_last': True})
     branches = model.seg_branches
-
-    def before(x):  # before issue 10: full backbone per prior pass, MMSegmentation's BatchNorms, NCHW
-        def feats(t):
-            all_feats = plain.seg_prior(t, return_logits=False)['feats']
-            return [all_feats[b] for b in branches]
-
-        return plain_net(x, feats(x), prior=feats)
 
     configs = {HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None)}
     if args.retinexformer:  # early in the round: never right after an ONNX Runtime session's run
@@ -266,22 +217,10 @@ def build_configs(args, work):
 
 def trained_configs(args, work):
     """The output-change section's rows for a trained option file + checkpoint (``--trained``)."""
-    from deepspg_basicsr.enhance import build_enhancer
+    from deepspg_basicsr.inference import DeepSPGEnhancer
 
-    opt_path, weights = args.trained
-    ns = argparse.Namespace(
-        opt=opt_path,
-        weights=weights,
-        param_key=None,
-        seg_checkpoint=None,
-        allow_unsafe_checkpoint=False,
-        random_weights=False,
-        self_ensemble=False,
-        half=False,
-    )
-    model = build_enhancer(ns, torch.device('cpu'))
-    net = model.get_bare_model(model.net_g).eval()
-    return pipeline_configs(args, work, 'trained', model, net)
+    enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
+    return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
 
 
 def quantize(src, dst, calib):
@@ -370,8 +309,9 @@ def targets(results, trained_changes=None):
 LEVERS = set()
 
 
-def report(args, results, trained=None):
-    lines = [
+def report(rep, args, results, trained=None):
+    """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
+    rep(
         '**Random weights** (enhancer and prior): latencies do '
         'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
         'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
@@ -382,44 +322,34 @@ def report(args, results, trained=None):
         'on the demo test images resized to the size (PSNR in dB; `inf` = identical); ΔPSNR(GT): the change of the '
         'PSNR against the ground truth (the demo high images resized likewise). Sizes above 1 MPixel leave out '
         f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
-        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.',
-        '',
-    ]
+        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
+    )
+    rep()
+    change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
+
+    def cells(ch):
+        return ['', '', '', ''] if ch is None else [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
+
     for (w, h), (times, changes, n_img) in results.items():
-        lines += [
-            f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})',
-            '',
-            '| configuration | latency | vs HRNet forward | max abs diff | mean abs diff | PSNR vs fp32 (dB) '
-            '| ΔPSNR(GT) (dB) |',
-            '|---|---|---|---|---|---|---|',
-        ]
-        for name in times:
-            ch = changes.get(name)
-            cells = ['', '', '', '']
-            if ch is not None:
-                cells = [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
-            lines.append(f'| {name} | {times.fmt(name)} | {times.fmt_ratio(name, HRNET)} | ' + ' | '.join(cells) + ' |')
-        lines.append('')
+        rep(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
+        rep()
+        rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), *cells(changes.get(n))] for n in times]
+        rep.table(['configuration', 'latency', 'vs HRNet forward', *change], rows)
     if trained is not None:
         (w, h), n_img, changes, ref_gt = trained
-        lines += [
-            f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)',
-            '',
+        rep(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
+        rep()
+        rep(
             f'`--trained {" ".join(args.trained)}`: the same levers on that option file and checkpoint (its own prior, '
-            f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.',
-            '',
-            '| configuration | max abs diff | mean abs diff | PSNR vs fp32 (dB) | ΔPSNR(GT) (dB) |',
-            '|---|---|---|---|---|',
-        ]
-        for name, ch in changes.items():
-            lines.append(f'| {name} | {ch[0]:.2e} | {ch[1]:.2e} | {ch[2]:.1f} | {ch[3]:+.3f} |')
-        lines.append('')
+            f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
+        )
+        rep()
+        rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
     rows = targets(results, None if trained is None else trained[2])
     if rows:
-        lines += ['Targets:', '', '| target | measured | |', '|---|---|---|']
-        lines += [f'| {a} | {b} | {c} |' for a, b, c in rows]
-        lines.append('')
-    return '\n'.join(lines)
+        rep('Targets:')
+        rep()
+        rep.table(['target', 'measured', ''], rows)
 
 
 def plot(results, path):
@@ -534,9 +464,7 @@ def run(rep, args):
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         trained = (size, n_img, changes, ref_gt)
     rep.block('deploy')
-    for line in report(args, results, trained).splitlines():
-        rep(line)
-    rep()
+    report(rep, args, results, trained)
     rep.block('deploy-summary')
     summary(rep, results)
     rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
@@ -559,19 +487,9 @@ def summary(rep, results):
         'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)',
         PEER_CL,
     ]
-    rows = []
-    for name in keep:
-        if name in times:
-            ch = changes.get(name)
-            rows.append(
-                [
-                    name,
-                    times.fmt(name),
-                    times.fmt_ratio(name, HRNET),
-                    times.fmt_ratio(name, PEER_CL) if PEER_CL in times and name != PEER_CL else '',
-                    '' if ch is None else f'{ch[2]:.1f}',
-                ]
-            )
+    peer = lambda n: times.fmt_ratio(n, PEER_CL) if PEER_CL in times and n != PEER_CL else ''  # noqa: E731
+    psnr_cell = lambda n: '' if changes.get(n) is None else f'{changes[n][2]:.1f}'  # noqa: E731
+    rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), peer(n), psnr_cell(n)] for n in keep if n in times]
     rep(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
     rep()
     rep.table(

@@ -70,40 +70,29 @@ def _pipeline_fn(spec, device):
     model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
     tile = spec.get('tile')
 
+    if tile:  # the inference core's tiles (deepspg-enhance --tile), the whole pipeline on each
+        from deepspg_basicsr.inference import DeepSPGEnhancer
+
+        return lambda x: DeepSPGEnhancer.from_model(model, tile=tile, overlap=32).enhance_tensor(x)['out']
+
     def fn(x):
         with torch.inference_mode():
             if spec['kind'] == 'enhancer':
                 return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
-            if not tile:
-                return model.enhance(model.net_g, x)
-            from deepspg_basicsr.utils.tiling import tiled_forward
-
-            return tiled_forward(lambda t: model.enhance(model.net_g, t.to(device)).clamp(0, 1).cpu(), x, tile, 32, 4)
+            return model.enhance(model.net_g, x)
 
     return fn
 
 
 def _enhance_fn(spec, device):
-    from deepspg_basicsr import enhance
+    """The inference core (``deepspg-enhance``'s) on the option file with random weights, in ``spec['mode']``."""
+    from deepspg_basicsr.inference import DeepSPGEnhancer
 
-    cli = ['unused', '--output', 'unused', '--device', device.type, '-opt', spec['opt'], '--random-weights']
-    model = enhance.build_enhancer(enhance.parse_args(cli), device)
     mode = spec['mode']
-
-    def fn(x):
-        if mode == 'baseline':
-            return None
-        return enhance.enhance_tensor(
-            model,
-            x,
-            tile=0 if mode.startswith('untiled') else spec['tile'],
-            overlap=spec['overlap'],
-            prior_global=mode.endswith('global'),
-            prior_size=1024,
-            device=device,
-        )['out']
-
-    return fn
+    tile = 0 if mode.startswith('untiled') else spec['tile']
+    options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
+    enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
+    return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
 
 
 def worker(spec):
@@ -205,7 +194,7 @@ def run(rep, args):
     rep.block('memory')
     rep(
         f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
-        '`tiled_forward(fn, x, tile=512, overlap=32, pad_multiple=4)`, `fn` the whole pipeline on a tile.'
+        '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
     )
     rep()
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
@@ -230,7 +219,8 @@ def _tiling(rep, args):
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
     rep(
-        f"`{args.opt}` with random weights, `deepspg-enhance`'s `enhance_tensor` on a synthetic dim {w}x{h} image, "
+        f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
+        f'synthetic dim {w}x{h} image, '
         f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
         'process.'
     )

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .common import SEG_CONFIGS, build, load_peer, model_options, test_image
+from .common import SEG_CONFIGS, build, load_peer, model_options, test_image, unfolded_pipeline
 from .core import rounds
 
 #: Row names (the JSON keys).
@@ -65,16 +65,8 @@ def candidates(args, x):
         pipe_nchw = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, channels_last=False).eval()
         out[PIPELINE_NCHW] = (lambda: pipe_nchw(x), 'the same with the enhancer in NCHW')
     if not args.no_raw:
-        plain = build(model_options(args.seg, extra={'perf': {'channels_last': False, 'fold_prior_bn': False}}))
-        plain_net = plain.get_bare_model(plain.net_g).eval()
-        plain_net.load_state_dict(net.state_dict())
-        branches = plain.seg_branches
-
-        def feats(t):
-            f = plain.seg_prior(t, return_logits=False)['feats']
-            return [f[b] for b in branches]
-
-        out[RAW] = (lambda: plain_net(x, feats(x), prior=feats), 'the same computation, no perf defaults')
+        raw, _ = unfolded_pipeline(args.seg, torch.device('cpu'))
+        out[RAW] = (lambda: raw(x), 'the same computation, no perf defaults')
     if args.half_prior:
         half = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, seg_scale=0.5).eval()
         out[HALF_PRIOR] = (lambda: half(x), 'the default pipeline with both prior passes at half resolution')

@@ -54,7 +54,7 @@ import yaml
 from basicsr.utils import tensor2img
 
 from ..weights import KNOWN_WEIGHTS
-from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, training_loader
+from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
 
 #: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
@@ -183,18 +183,7 @@ def validation_root(root, count, dest):
 def test_pairs(root, split='eval15', limit=None):
     """The pairs of ``split`` (``eval15``: unseen test photos; ``our485``: training) as (name, lq, gt),
     each a whole image (1, 3, H, W) in [0, 1]; the first ``limit`` only, if given."""
-    from deepspg_basicsr.data.paired_llie_dataset import PairedLLIEDataset
-
-    dataset = PairedLLIEDataset(
-        {
-            'name': f'proof_{split}',
-            'type': 'PairedLLIEDataset',
-            'phase': 'val',
-            'dataroot_gt': os.path.join(root, split, 'high'),
-            'dataroot_lq': os.path.join(root, split, 'low'),
-            'io_backend': {'type': 'disk'},
-        }
-    )
+    dataset = paired_dataset(root, split)
     items = [dataset[i] for i in range(min(len(dataset), limit or len(dataset)))]
     return [(os.path.basename(d['lq_path']), d['lq'][None], d['gt'][None]) for d in items]
 

@@ -7,7 +7,7 @@ extra inputs (priors excluded, as published); the coarse-to-fine pass adds one d
 published sizes, docs/DEEPSPG.md).
 """
 
-import math
+from deepspg_basicsr.utils.complexity import EnhancerPass, gflops
 
 import torch
 
@@ -24,37 +24,6 @@ PRESET_OPTIONS = {
 def add_arguments(parser):
     parser.add_argument('--size', type=int, default=256, help='square input side (the protocol: 256)')
     parser.add_argument('--no-clip', action='store_true', help='leave out CLIP (quick: left out)')
-
-
-def _sdpa_flop_handle(inputs, outputs):
-    """fvcore handle for ``aten::scaled_dot_product_attention``: q k^T and attn v multiply-adds."""
-    from fvcore.nn.jit_handles import get_shape
-
-    q, k, v = (get_shape(i) for i in inputs[:3])
-    return math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
-
-
-def gflops(module, inputs):
-    """(GFLOPs, FLOPs by module name) of ``module`` on ``inputs`` (fvcore)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    flops = FlopCountAnalysis(module.eval(), inputs).set_op_handle(
-        'aten::scaled_dot_product_attention', _sdpa_flop_handle
-    )
-    flops.unsupported_ops_warnings(False)
-    flops.uncalled_modules_warnings(False)
-    return flops.total() / 1024**3, flops.by_module()
-
-
-class _EnhancerPass(torch.nn.Module):
-    """One enhancement pass with the prior features as positional inputs (fvcore traces those)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, *feats):
-        return self.net.enhance(x, list(feats))['out']
 
 
 class _PriorForward(torch.nn.Module):
@@ -79,7 +48,7 @@ def run(rep, args):
     for name, kwargs in PRESETS.items():
         net = DeepSPG(**kwargs)
         feats = [torch.rand(1, c, s // f, s // f) for c, f in zip(net.sem_channels, (4, 8, 16))]
-        total, by_module = gflops(_EnhancerPass(net), (x, *feats))
+        total, by_module = gflops(EnhancerPass(net), (x, *feats))
         enc = sum(by_module.get(f'net.{part}', 0) for part in encoder_parts) / 1024**3
         params = sum(p.numel() for p in net.parameters()) / 1e6
         p_pub, g_pub = PUBLISHED[name]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..priors.hrnet_features import fold_batchnorm, has_foldable_batchnorm
+from .batchnorm_fold import fold_batchnorm, has_foldable_batchnorm
 
 __all__ = ['ExportError', 'DeepSPGPipeline', 'DeepSPGEnhancerOnly', 'check_exportable', 'reflect_pad_to_multiple']
 

@@ -9,8 +9,8 @@ from basicsr.losses import build_loss
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..deploy.batchnorm_fold import fold_batchnorm
 from ..priors import build_clip_prior, build_segmentation_prior
-from ..priors.hrnet_features import fold_batchnorm
 from ..utils.perf import autocast, compile_module, grad_scaler, parse_perf_options, to_channels_last
 from ..utils.self_ensemble import self_ensemble
 from ..weights import complete_prior_options, known_weights_entry

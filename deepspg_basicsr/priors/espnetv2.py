@@ -49,7 +49,7 @@ _DILATION_OF_FIELD = {3: 1, 5: 2, 7: 3, 9: 4, 11: 5, 13: 6, 15: 7, 17: 8}
 class ConvBNAct(nn.Module):
     """conv - BN - PReLU (PReLU optional), padded to keep the size at stride 1.
 
-    ``foldable_pairs`` names the (conv, BN) pair :func:`~.hrnet_features.fold_batchnorm` may fold:
+    ``foldable_pairs`` names the (conv, BN) pair :func:`~deepspg_basicsr.deploy.batchnorm_fold.fold_batchnorm` may fold:
     the forward applies ``bn`` straight after ``conv``.
     """
 

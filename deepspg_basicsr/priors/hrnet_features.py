@@ -1,7 +1,7 @@
-"""HRNet features without the work nobody reads, and BatchNorm folded into convolutions.
+"""HRNet features without the work nobody reads.
 
-Two inference savings for a frozen HRNet (MMSegmentation's ``HRNet`` backbone), both
-independent of the weights:
+An inference saving for a frozen HRNet (MMSegmentation's ``HRNet`` backbone), independent of the
+weights (BatchNorm folding, the other one, is :mod:`deepspg_basicsr.deploy.batchnorm_fold`):
 
 * :func:`hrnet_branches`: the backbone's forward, but the last fuse of the last stage computes
   only the requested output branches. Each fused output ``i`` sums every branch ``j`` resampled
@@ -9,16 +9,11 @@ independent of the weights:
   stride 4, two of branch 1, one of branch 2. DeepSPG reads branches 0, 1, 2, so that work is
   dead. The branches that are computed are exactly the backbone's outputs (same operations in
   the same order: bit-identical).
-* :func:`fold_batchnorm`: every ``Conv2d`` followed directly by an eval-mode ``BatchNorm2d``
-  becomes one convolution (``w' = w * g / sqrt(var + eps)``, ``b' = (b - mean) * g /
-  sqrt(var + eps) + beta``), the BatchNorm an ``Identity``. Same function up to float rounding
-  (measured in ``docs/BENCHMARKS.md``); state-dict keys change, so fold a copy after loading.
 """
 
-import torch
 from torch import nn
 
-__all__ = ['is_mmseg_hrnet', 'hrnet_branches', 'fold_batchnorm', 'has_foldable_batchnorm']
+__all__ = ['is_mmseg_hrnet', 'hrnet_branches']
 
 
 def is_mmseg_hrnet(backbone):
@@ -105,85 +100,3 @@ def hrnet_branches(backbone, x, branches):
     if missing:
         raise ValueError(f'HRNet has no output branch {missing} ({len(y_list)} outputs)')
     return [y_list[b] for b in branches]
-
-
-def _fold_pair(conv, bn):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    folded = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    folded.requires_grad_(conv.weight.requires_grad)
-    return folded
-
-
-def _foldable(conv, bn):
-    return (
-        type(conv) is nn.Conv2d
-        and isinstance(bn, nn.BatchNorm2d)
-        and bn.track_running_stats
-        and bn.affine
-        and bn.num_features == conv.out_channels
-    )
-
-
-def _foldable_pairs(module):
-    """Yield ``(parent, conv_name, bn_name)`` for each (Conv2d, BatchNorm2d) pair that
-    :func:`fold_batchnorm` folds, reading the module's state as each pair is reached."""
-    for parent in list(module.modules()):
-        if isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            for a, b in zip(names, names[1:]):
-                if _foldable(parent._modules[a], parent._modules[b]):
-                    yield parent, a, b
-            continue
-        for conv_name, bn_name in getattr(parent, 'foldable_pairs', ()):  # a module's own declaration
-            conv, bn = parent._modules.get(conv_name), parent._modules.get(bn_name)
-            if conv is not None and bn is not None and _foldable(conv, bn):
-                yield parent, conv_name, bn_name
-        for k in range(1, 4):
-            conv = parent._modules.get(f'conv{k}')
-            bn_name = getattr(parent, f'norm{k}_name', f'norm{k}')
-            bn = parent._modules.get(bn_name) if isinstance(bn_name, str) else None
-            if conv is not None and bn is not None and _foldable(conv, bn):
-                yield parent, f'conv{k}', bn_name
-
-
-def has_foldable_batchnorm(module):
-    """Whether :func:`fold_batchnorm` would fold anything in ``module`` (it changes nothing)."""
-    return next(_foldable_pairs(module), None) is not None
-
-
-def fold_batchnorm(module):
-    """Fold each eval-mode BatchNorm2d into the Conv2d that feeds it, in place.
-
-    Pairs recognised: consecutive children of an ``nn.Sequential`` (conv, bn), attribute
-    pairs ``convK`` / ``normK`` (or the BN named by ``normK_name``), the layout of ResNet-style
-    blocks (MMSegmentation's ``BasicBlock`` / ``Bottleneck`` and HRNet's stem), whose forward
-    applies ``normK`` straight after ``convK``, and the attribute pairs a module lists in its
-    ``foldable_pairs`` (ESPNetv2's ``conv`` / ``bn``). Only for a module in eval mode (running
-    statistics), as a frozen prior is.
-
-    Args:
-        module (nn.Module): Changed in place.
-
-    Returns:
-        int: The number of BatchNorms folded.
-    """
-    count = 0
-    for parent, conv_name, bn_name in _foldable_pairs(module):
-        parent._modules[conv_name] = _fold_pair(parent._modules[conv_name], parent._modules[bn_name])
-        parent._modules[bn_name] = nn.Identity()
-        count += 1
-    return count

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ['ImageIOError', 'ImageRecord', 'read_image', 'write_image']
+__all__ = ['ImageIOError', 'ImageRecord', 'array_to_tensor', 'read_image', 'tensor_to_array', 'write_image']
 
 _SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 # Extensions whose OpenCV codec stores 16-bit integers / float32 / an alpha channel.
@@ -86,14 +86,31 @@ def read_image(path):
         ImageIOError: naming the file, when it cannot be decoded or has an unsupported sample type.
     """
     path = os.fspath(path)
-    img = _decode(path)
+    return array_to_tensor(_decode(path), path=path)
+
+
+def array_to_tensor(img, channel_order='bgr', path='<array>'):
+    """A decoded image array as the networks' input, and how it was stored (:func:`read_image`'s
+    conversion, for arrays from elsewhere too).
+
+    Args:
+        img (ndarray): (H, W) or (H, W, C) with C in 1 (grey), 2 (grey + alpha), 3 (colour) or
+            4 (colour + alpha); uint8, uint16 or float32 in [0, 1].
+        channel_order (str): ``bgr`` (OpenCV's) or ``rgb``: the order of the colour channels.
+        path (str): Named in errors and kept in the record.
+
+    Returns:
+        tuple[Tensor, ImageRecord]: (1, 3, H, W) float32 RGB in [0, 1], and the record.
+    """
+    if channel_order not in ('bgr', 'rgb'):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
     if img.dtype not in _SCALE:
         raise ImageIOError(f'unsupported sample type {img.dtype} in {path}; expected uint8, uint16 or float32')
     if img.ndim == 2:
         img = img[..., None]
-    num = img.shape[2]
+    num = img.shape[2] if img.ndim == 3 else 0
     if num not in (1, 2, 3, 4):
-        raise ImageIOError(f'unsupported number of channels {num} in {path}')
+        raise ImageIOError(f'unsupported number of channels {num} in {path} (shape {img.shape})')
     alpha = img[..., -1].copy() if num in (2, 4) else None
     colour = img[..., : 3 if num >= 3 else 1]
     record = ImageRecord(path=path, dtype=str(img.dtype), channels=colour.shape[2], alpha=alpha)
@@ -101,7 +118,7 @@ def read_image(path):
     rgb = colour.astype(np.float32) / _SCALE[img.dtype]
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
-    else:
+    elif channel_order == 'bgr':
         rgb = rgb[..., ::-1]
     if img.dtype == np.float32:
         rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0)
@@ -115,6 +132,45 @@ def _quantise(img, dtype):
     if dtype == np.float32:
         return img.astype(np.float32)
     return np.round(img * _SCALE[dtype]).astype(dtype)
+
+
+def tensor_to_array(tensor, record, dtype=None, channel_order='bgr', target='the output'):
+    """An enhanced RGB tensor as an array stored like the one ``record`` describes (the inverse of
+    :func:`array_to_tensor`): its sample type, grey or colour, its alpha channel re-attached.
+
+    Args:
+        tensor (Tensor): RGB in [0, 1] (clipped), shape (1, 3, H, W) or (3, H, W).
+        record (ImageRecord): From :func:`array_to_tensor` / :func:`read_image`.
+        dtype (numpy.dtype | None): Sample type; None: the record's. Default: None.
+        channel_order (str): ``bgr`` or ``rgb``. Default: ``bgr``.
+        target (str): Named in errors. Default: 'the output'.
+
+    Returns:
+        ndarray: (H, W, C): C = 1 (grey), 2 (grey + alpha), 3 or 4 (colour + alpha).
+    """
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f'write_image writes one image, got a batch of shape {tuple(tensor.shape)}')
+        tensor = tensor[0]
+    if tensor.dim() != 3 or tensor.shape[0] != 3:
+        raise ValueError(f'expected an RGB tensor of shape (1, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}')
+    rgb = tensor.detach().float().cpu().numpy().transpose(1, 2, 0)
+    dtype = np.dtype(record.dtype if dtype is None else dtype)
+    if record.channels == 1:
+        grey = rgb[..., 0:1] * 0.299 + rgb[..., 1:2] * 0.587 + rgb[..., 2:3] * 0.114
+        out = _quantise(grey, dtype)
+    else:
+        out = _quantise(rgb[..., ::-1] if channel_order == 'bgr' else rgb, dtype)
+    if record.alpha is None:
+        return out
+    if record.alpha.shape != out.shape[:2]:
+        raise ImageIOError(
+            f'cannot re-attach the alpha channel of {record.path} ({record.alpha.shape}) to an '
+            f'image of size {out.shape[:2]} for {target}'
+        )
+    src = np.dtype(record.alpha.dtype)
+    alpha = record.alpha if src == dtype else _quantise(record.alpha.astype(np.float32) / _SCALE[src], dtype)
+    return np.concatenate([out, alpha[..., None]], axis=2)
 
 
 def write_image(path, tensor, record=None):
@@ -138,41 +194,18 @@ def write_image(path, tensor, record=None):
     """
     path = os.fspath(path)
     record = record if record is not None else ImageRecord()
-    if tensor.dim() == 4:
-        if tensor.shape[0] != 1:
-            raise ValueError(f'write_image writes one image, got a batch of shape {tuple(tensor.shape)}')
-        tensor = tensor[0]
-    if tensor.dim() != 3 or tensor.shape[0] != 3:
-        raise ValueError(f'expected an RGB tensor of shape (1, 3, H, W) or (3, H, W), got {tuple(tensor.shape)}')
-    rgb = tensor.detach().float().cpu().numpy().transpose(1, 2, 0)
     ext = os.path.splitext(path)[1].lower()
-
     dtype = np.dtype(record.dtype)
     if dtype == np.float32 and ext not in _EXT_FLOAT:
         dtype = np.dtype(np.uint16) if ext in _EXT_16BIT else np.dtype(np.uint8)
     if dtype == np.uint16 and ext not in _EXT_16BIT:
         dtype = np.dtype(np.uint8)
-
-    if record.channels == 1:
-        grey = rgb[..., 0:1] * 0.299 + rgb[..., 1:2] * 0.587 + rgb[..., 2:3] * 0.114
-        out = _quantise(grey, dtype)
-    else:
-        out = _quantise(rgb[..., ::-1], dtype)
-
-    if record.alpha is not None:
-        if ext not in _EXT_ALPHA:
-            warnings.warn(f'{ext or "this"} files store no alpha channel: {path} is written without it', stacklevel=2)
-        elif record.alpha.shape != out.shape[:2]:
-            raise ImageIOError(
-                f'cannot re-attach the alpha channel of {record.path} ({record.alpha.shape}) to an '
-                f'image of size {out.shape[:2]} for {path}'
-            )
-        else:
-            src = np.dtype(record.alpha.dtype)
-            alpha = record.alpha if src == dtype else _quantise(record.alpha.astype(np.float32) / _SCALE[src], dtype)
-            if out.shape[2] == 1:  # grey + alpha is written as BGRA
-                out = np.repeat(out, 3, axis=2)
-            out = np.concatenate([out, alpha[..., None]], axis=2)
+    if record.alpha is not None and ext not in _EXT_ALPHA:
+        warnings.warn(f'{ext or "this"} files store no alpha channel: {path} is written without it', stacklevel=2)
+        record = ImageRecord(record.path, record.dtype, record.channels, None)
+    out = tensor_to_array(tensor, record, dtype=dtype, target=path)
+    if out.shape[2] == 2:  # grey + alpha is written as BGRA
+        out = np.concatenate([np.repeat(out[..., :1], 3, axis=2), out[..., 1:]], axis=2)
 
     folder = os.path.dirname(os.path.abspath(path))
     try:

@@ -22,7 +22,7 @@ are on by default; the others are off. Each changes results at most within the t
   (measured 1e-7 on the enhancer's output, 1e-6 relative on the prior's features and logits).
 * ``fold_prior_bn``: ``true`` (default) | ``false``. Folds each BatchNorm of the frozen
   segmentation prior into the convolution before it, once, when the model is built
-  (:func:`~deepspg_basicsr.priors.hrnet_features.fold_batchnorm`; the prior is frozen and always
+  (:func:`~deepspg_basicsr.deploy.batchnorm_fold.fold_batchnorm`; the prior is frozen and always
   in eval mode, so the BatchNorm is a fixed affine map). Same function up to rounding (measured
   6.6e-7 on HRNet-W48's features). ``false`` keeps MMSegmentation's modules as built, e.g. to
   reproduce outputs bit for bit.

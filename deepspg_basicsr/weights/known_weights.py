@@ -52,7 +52,8 @@ class KnownWeights:
     Attributes:
         name (str): The name options and flags accept, e.g. ``espnetv2-pascal``.
         label (str): Display name in tables and benchmark rows, e.g. ``ESPNetv2-PASCAL``.
-        kind (str): ``segmentation`` (for ``prior.seg_checkpoint``) or ``clip`` (``prior.clip_pretrained``).
+        kind (str): ``segmentation`` (for ``prior.seg_checkpoint``), ``clip`` (``prior.clip_pretrained``) or
+            ``enhancer`` (a trained DeepSPG, self-describing: ``DeepSPGEnhancer(weights=name)``).
         filename (str): The file name as published (also its name in the cache).
         sha256 (str): Hex sha256 of the file; for MMSegmentation's checkpoints only the published
             8-digit prefix (their file-name suffix), which is what is verified.
@@ -80,7 +81,8 @@ class KnownWeights:
     @property
     def option_key(self):
         """The option that takes this kind of weights."""
-        return 'prior.seg_checkpoint' if self.kind == 'segmentation' else 'prior.clip_pretrained'
+        keys = {'segmentation': 'prior.seg_checkpoint', 'clip': 'prior.clip_pretrained'}
+        return keys.get(self.kind, 'weights (DeepSPGEnhancer) / --weights (deepspg-enhance)')
 
     @property
     def full_sha256(self):
