@@ -177,3 +177,32 @@ def test_illumination_at_a_coarser_scale_is_smooth():
         DeepSPG(illum_scale=3, **kwargs)
     with pytest.raises(ValueError, match='head'):
         DeepSPG(**dict(kwargs, head='mlp'))
+
+
+def test_proof_analysis_table_and_crops_figure(tmp_path):
+    from argparse import Namespace
+
+    from deepspg_basicsr.bench.core import Report
+    from deepspg_basicsr.bench.proof_analysis import analyse
+
+    gt_imgs = [_photo(0, 128, 160), _photo(1, 128, 160)]
+    pairs = [
+        (f'p{i}.png', torch.zeros(1, 3, 128, 160), torch.from_numpy(g).permute(2, 0, 1)[None] / 255.0)
+        for i, g in enumerate(gt_imgs)
+    ]
+    gts = [np.round(p[2][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8) for p in pairs]
+    rng = np.random.default_rng(0)
+    noisy = [[np.clip(g + rng.normal(0, 8, g.shape), 0, 255).astype(np.uint8) for g in gts] for _ in range(2)]
+    networks = [('exact', [gts, gts]), ('noisy', noisy)]
+    rep = Report('proof', argv=['--analyse'], quiet=True)
+    figure = tmp_path / 'crops.png'
+    analyse(rep, Namespace(block='proof', figure=str(figure)), pairs, networks)
+    lines = rep.blocks['proof-analysis']
+    exact = next(line for line in lines if line.startswith('| exact'))
+    noisy_row = next(line for line in lines if line.startswith('| noisy'))
+    assert '| 2 | inf ± ' in exact and '| 1.000 ± 0.000 |' in exact
+    flat = [float(row.split('|')[7].split('±')[0]) for row in (exact, noisy_row)]
+    assert flat[0] < 0.5 and flat[1] > 3  # noise in flat regions, grey levels
+    img = cv2.imread(str(figure))
+    # header + 2 photos x 2 windows, each 96 px crops doubled and framed; 4 columns: input, 2 networks, gt
+    assert img.shape == (28 + 4 * 196, 4 * 196, 3)

@@ -37,6 +37,7 @@ the oracle (a check that the machinery runs). Usage::
 """
 
 import copy
+import glob
 import json
 import os
 import platform
@@ -55,6 +56,7 @@ from basicsr.utils import tensor2img
 
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
+from .proof_analysis import analyse
 
 #: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
@@ -460,6 +462,53 @@ def targets(by):
     return lines
 
 
+def saved_networks(work, variant):
+    """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json'))):
+        weights = path[: -len('.json')] + '.pth'
+        if os.path.exists(weights):
+            with open(path) as f:
+                row = json.load(f)
+            found.append((row['seed'], row, weights))
+    return found
+
+
+def network_outputs(row, weights, args, pairs):
+    """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
+    name = row['variant']
+    options = row.get('options') or {}
+    if name == PEER:
+        register_peer(args.retinexformer)
+        extra, source = {k: v for k, v in options.items() if k == 'train'}, 'none'
+    else:
+        extra, source = merge_sections(options, VARIANTS[name][0]), VARIANTS[name][1]
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    opt = proof_options(args.iters, False, extra, None, args.prior, args.seg_checkpoint, data)
+    if name == PEER:
+        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    model = build(opt, seed=row['seed'])
+    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    outputs = []
+    evaluate(model, pairs, source, outputs=outputs)
+    return outputs
+
+
+def run_analysis(rep, args):
+    """``--analyse LABEL=WORK:VARIANT ...``: every saved seed of each network on the test photos, into
+    :func:`~.proof_analysis.analyse`."""
+    pairs = test_pairs(args.root)
+    networks = []
+    for spec in args.analyse:
+        label, rest = spec.split('=', 1)
+        work, variant = rest.rsplit(':', 1)
+        nets = saved_networks(work, variant)
+        if not nets:
+            raise SystemExit(f'--analyse {label}: no saved {variant!r} network in {work}')
+        networks.append((label, [network_outputs(row, weights, args, pairs) for _, row, weights in nets]))
+    analyse(rep, args, pairs, networks)
+
+
 def add_arguments(parser):
     parser.add_argument('--root', help='data root holding our485/ and eval15/ (default: datasets/photos/LOL-v1)')
     parser.add_argument('--prior', choices=list(PRIORS), default='espnetv2-pascal')
@@ -548,9 +597,7 @@ def run(rep, args):
     if args.val:
         args.root = validation_root(args.root, args.val, os.path.join(out, f'val{args.val}_data'))
     if args.analyse:
-        from .proof_analysis import analyse
-
-        return analyse(rep, args)
+        return run_analysis(rep, args)
     options = None
     if args.options:
         text = args.options

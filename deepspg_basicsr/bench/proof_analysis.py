@@ -8,17 +8,13 @@ textured 96x96 windows, from the input (brightened to the ground truth's mean fo
 network's seed-0 output, and the ground truth.
 """
 
-import glob
-import json
 import os
 
 import cv2
 import numpy as np
-import torch
 from basicsr.utils import tensor2img
 
 from ..metrics.error_decomposition import BLOCK, decompose_error
-from .proof import PEER, VARIANTS, _slug, build, merge_sections, proof_options, register_peer, test_pairs
 
 CROP = 96
 MEASURES = [
@@ -30,43 +26,6 @@ MEASURES = [
     ('detail_ratio', 'detail kept in textured regions (1 = all)', 3),
     ('gradient_error', 'gradient error (grey levels)', 2),
 ]
-
-
-def saved_networks(work, variant):
-    """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json'))):
-        weights = path[: -len('.json')] + '.pth'
-        if os.path.exists(weights):
-            with open(path) as f:
-                row = json.load(f)
-            found.append((row['seed'], row, weights))
-    return found
-
-
-def network_outputs(row, weights, args, pairs):
-    """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
-    from .proof import evaluate
-
-    name = row['variant']
-    options = row.get('options') or {}
-    if name == PEER:
-        register_peer(args.retinexformer)
-        extra, source = {k: v for k, v in options.items() if k == 'train'}, 'none'
-    else:
-        extra, source = merge_sections(options, VARIANTS[name][0]), VARIANTS[name][1]
-    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    opt = proof_options(args.iters, False, extra, None, args.prior, args.seg_checkpoint, data)
-    if name == PEER:
-        from .common import PEER_OPTIONS
-        from .proof import PEER_ARCH
-
-        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
-    model = build(opt, seed=row['seed'])
-    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
-    outputs = []
-    evaluate(model, pairs, source, outputs=outputs)
-    return outputs
 
 
 def _windows(gt):
@@ -105,41 +64,36 @@ def crops_figure(path, labels, outputs, pairs, photos=(0, 1)):
     cv2.imwrite(path, cv2.cvtColor(np.concatenate([header, grid], 0), cv2.COLOR_RGB2BGR))
 
 
-def analyse(rep, args):
-    """The ``--analyse`` report: one row per LABEL=WORK:VARIANT, means ± std over its saved seeds."""
-    pairs = test_pairs(args.root)
-    entries = []
-    for spec in args.analyse:
-        label, rest = spec.split('=', 1)
-        work, variant = rest.rsplit(':', 1)
-        entries.append((label, work, variant))
-    table, seed0, data = [], {}, {}
-    for label, work, variant in entries:
-        nets = saved_networks(work, variant)
-        if not nets:
-            raise SystemExit(f'--analyse {label}: no saved {variant!r} network in {work}')
+def analyse(rep, args, pairs, networks):
+    """The ``--analyse`` report: one row per network, means ± std over its seeds.
+
+    Args:
+        rep (Report): Where the block goes.
+        args (Namespace): ``figure`` (None: no figure) and ``block``.
+        pairs (list): The test pairs (name, lq, gt) the outputs are of.
+        networks (list): (label, [uint8 RGB outputs of one seed, ...] per seed), seed 0 first.
+    """
+    table, data = [], {}
+    for label, per_seed_outputs in networks:
         per_seed = []
-        for seed, row, weights in nets:
-            outs = network_outputs(row, weights, args, pairs)
-            if seed == nets[0][0]:
-                seed0[label] = outs
+        for outs in per_seed_outputs:
             rows = [decompose_error(o, tensor2img(gt)[..., ::-1]) for o, (_, _, gt) in zip(outs, pairs)]
             per_seed.append({k: float(np.mean([r[k] for r in rows])) for k in rows[0]})
         data[label] = per_seed
-        gt_noise = per_seed[0]['flat_noise_gt']
         cells = [label, len(per_seed)]
         for key, _, digits in MEASURES:
             v = [p[key] for p in per_seed]
             cells.append(f'{np.mean(v):.{digits}f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.{digits}f}')
         table.append(cells)
+    gt_noise = next(iter(data.values()))[0]['flat_noise_gt']
     rep.block(args.block if args.block != 'proof' else 'proof-analysis')
     rep(
-        f'- `{rep.command}`: {len(pairs)} unseen photos, whole images; means ± std over the saved seeds; '
+        f'- `{rep.command}`: {len(pairs)} test photos, whole images; means ± std over the saved seeds; '
         f'{BLOCK}x{BLOCK} blocks, flattest / most textured 25 % by the ground truth'
     )
     rep()
     rep.table(['network', 'seeds', *[m[1].format(gt=f'{gt_noise:.2f}') for m in MEASURES]], table)
     rep.data['analysis'] = data
     if args.figure:
-        crops_figure(args.figure, [e[0] for e in entries], seed0, pairs)
+        crops_figure(args.figure, [label for label, _ in networks], {k: v[0] for k, v in networks}, pairs)
         rep(f'- figure: `{os.path.relpath(args.figure)}`')
