@@ -360,10 +360,11 @@ def test_pretrain_checkpoint_with_mismatched_keys(tmp_path, basicsr_log):
 
 def test_checkpoint_of_the_earlier_head_names_the_option_that_loads_it(tmp_path):
     earlier = train_opt(
-        is_train=False, network_g={'use_semantics': False, 'num_feat': 4, 'illum_feat': 4, 'head': 'residual'}
+        is_train=False,
+        network_g={'use_semantics': False, 'num_feat': 4, 'illum_feat': 4, 'head': 'residual', 'illum_global': False},
     )
     torch.save({'params': build_model(earlier).net_g.state_dict()}, tmp_path / 'earlier.pth')
-    with pytest.raises(CheckpointError, match=r'network_g\.head: residual'):
+    with pytest.raises(CheckpointError, match=r'network_g\.head: residual .*network_g\.illum_global: false'):
         build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'earlier.pth')))
     earlier['path'] = {'pretrain_network_g': str(tmp_path / 'earlier.pth')}
     loaded = build_model(earlier).net_g  # the option that names the earlier head loads it

@@ -206,3 +206,19 @@ def test_proof_analysis_table_and_crops_figure(tmp_path):
     img = cv2.imread(str(figure))
     # header + 2 photos x 2 windows, each 96 px crops doubled and framed; 4 columns: input, 2 networks, gt
     assert img.shape == (28 + 4 * 196, 4 * 196, 3)
+
+
+def test_illumination_global_context_starts_at_zero_and_sees_the_whole_image():
+    from deepspg_basicsr.archs.deepspg_arch import IlluminationEstimator
+
+    torch.manual_seed(0)
+    local, wide = IlluminationEstimator(8, global_context=False), IlluminationEstimator(8, global_context=True)
+    wide.load_state_dict(dict(local.state_dict(), **{k: v for k, v in wide.state_dict().items() if 'global' in k}))
+    x = torch.rand(1, 3, 40, 40) * 0.2
+    far = x.clone()
+    far[..., 30:, 30:] = 1.0  # a bright patch far from pixel (2, 2)
+    with torch.no_grad():
+        assert torch.equal(wide(x)[0], local(x)[0])  # zero-initialised: the same estimator
+        assert torch.equal(local(far)[0][..., 2, 2], local(x)[0][..., 2, 2])  # 9-pixel receptive field
+        wide.global_context.weight.normal_(0, 0.5)
+        assert not torch.allclose(wide(far)[0][..., 2, 2], wide(x)[0][..., 2, 2])  # the image-wide mean reaches it

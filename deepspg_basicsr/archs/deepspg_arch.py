@@ -160,7 +160,8 @@ class DeepSPG(nn.Module):
         illum_scale (int): Estimate the illumination on the input average-pooled by 1, 2 or 4 and
             upsample it (an ablation, docs/DEEPSPG.md). Default: 1.
         illum_global (bool): The illumination estimator's image-wide context
-            (:class:`IlluminationEstimator`, ``global_context``). Default: False.
+            (:class:`IlluminationEstimator`, ``global_context``; False: checkpoints made before it).
+            Default: True.
     """
 
     down_factor = 4
@@ -186,7 +187,7 @@ class DeepSPG(nn.Module):
         head='filter',
         head_sigmas=(1.0, 2.0),
         illum_scale=1,
-        illum_global=False,
+        illum_global=True,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
@@ -248,6 +249,10 @@ class DeepSPG(nn.Module):
             hints.append('network_g.head: residual (the earlier head)')
         if 'head.weights.weight' in keys:
             hints.append('network_g.head: filter')
+        if 'illumination.global_context.weight' in missing:
+            hints.append('network_g.illum_global: false (made before the global context)')
+        if 'illumination.global_context.weight' in keys:
+            hints.append('network_g.illum_global: true')
         if any(k.endswith('.conv1.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
             hints.append('network_g.block_type: residual (the earlier blocks)')
         if any(k.endswith('.expand.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
