@@ -311,7 +311,7 @@ LEVERS = set()
 
 def report(rep, args, results, trained=None):
     """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
-    rep(
+    rep.note(
         '**Random weights** (enhancer and prior): latencies do '
         'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
         'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
@@ -324,31 +324,26 @@ def report(rep, args, results, trained=None):
         f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
         f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
     )
-    rep()
     change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
 
     def cells(ch):
         return ['', '', '', ''] if ch is None else [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
 
     for (w, h), (times, changes, n_img) in results.items():
-        rep(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
-        rep()
+        rep.note(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
         rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), *cells(changes.get(n))] for n in times]
         rep.table(['configuration', 'latency', 'vs HRNet forward', *change], rows)
     if trained is not None:
         (w, h), n_img, changes, ref_gt = trained
-        rep(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
-        rep()
-        rep(
+        rep.note(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
+        rep.note(
             f'`--trained {" ".join(args.trained)}`: the same levers on that option file and checkpoint (its own prior, '
             f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
         )
-        rep()
         rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
     rows = targets(results, None if trained is None else trained[2])
     if rows:
-        rep('Targets:')
-        rep()
+        rep.note('Targets:')
         rep.table(['target', 'measured', ''], rows)
 
 
@@ -490,8 +485,7 @@ def summary(rep, results):
     peer = lambda n: times.fmt_ratio(n, PEER_CL) if PEER_CL in times and n != PEER_CL else ''  # noqa: E731
     psnr_cell = lambda n: '' if changes.get(n) is None else f'{changes[n][2]:.1f}'  # noqa: E731
     rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), peer(n), psnr_cell(n)] for n in keep if n in times]
-    rep(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
-    rep()
+    rep.note(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
     rep.table(
         ['configuration', 'latency', 'vs one HRNet forward', 'vs Retinexformer channels-last', 'PSNR vs fp32 (dB)'],
         rows,

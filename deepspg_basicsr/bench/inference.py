@@ -58,7 +58,7 @@ def run(rep, args):
 
 def section_latency(rep, args):
     rep.block('inference-latency')
-    rep(
+    rep.note(
         'Whole pipeline = what `DeepSPGModel.test` runs: HRNet-W48 backbone on the input, the enhancer, HRNet-W48 '
         'backbone on the coarse result, the decoder again (C2F). Configurations: '
         + '; '.join(f'`{k}` = `{json.dumps(v)}`' for k, v in CONFIGS.items())
@@ -66,7 +66,6 @@ def section_latency(rep, args):
         'rounds after one warm-up; ratios are medians of the per-round ratios; the 1920x1080 rows are in the '
         '`memory` section (one subprocess each).'
     )
-    rep()
     for device in devices():
         _latency_600x400(rep, args, device)
 
@@ -129,20 +128,18 @@ def section_levers(rep, args):
     h, w = args.h, args.w
     x = test_image(h, w)
     rep.block('inference-levers')
-    rep(
+    rep.note(
         f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}. Variants are timed interleaved '
         f'(round-robin after one warm-up each); medians of {n}, (min-max) in brackets. "Saved for backward" sums '
         'the distinct tensors autograd keeps for the backward pass (`torch.autograd.graph.saved_tensors_hooks`), '
         "a deterministic measure of a graph's memory. The `no_grad` / `inference_mode` rows are in the latency "
         'table above.'
     )
-    rep()
     model = build(model_options(args.seg))
     net, prior = model.net_g.eval(), model.seg_prior
     feats = model.sem_features(x)
 
-    rep('### 1. No gradient graph where none is needed')
-    rep()
+    rep.note('### 1. No gradient graph where none is needed')
     rows = []
     _, mib = saved_activation_mib(lambda: prior(x, return_logits=False))
     rows.append(
@@ -161,17 +158,15 @@ def section_levers(rep, args):
         ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}']
     )
     rep.table(['training forward', 'saved for backward (MiB)', 'note'], rows)
-    rep(
+    rep.note(
         "The priors' weights are frozen, so a prior pass on an input that needs no gradient (lq, gt) builds no "
         'graph even outside `no_grad`: there `no_grad` is a guarantee, not a saving. The graph that was not needed '
         'was the C2F coarse pass: its output reaches the result only through the prior under `no_grad`, so no '
         'gradient can flow back through it. It now runs without a graph (`DeepSPG.forward(coarse_grad=False)`); '
         'output and gradients are bit-identical (tests/test_perf_levers.py).'
     )
-    rep()
 
-    rep('### 2. Prior passes and the C2F pass')
-    rep()
+    rep.note('### 2. Prior passes and the C2F pass')
     calls = []
     hook = prior.register_forward_pre_hook(lambda *a: calls.append(1))
     run_pipeline(model, x)
@@ -189,7 +184,7 @@ def section_levers(rep, args):
     assert torch.equal(two_passes(), reuse())
     t = rounds({'two full passes (before)': two_passes, 'encoder reused (after, default)': reuse}, n)
     rep.table(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
-    rep(
+    rep.note(
         f'Prior passes per image at inference: {len(calls)} (the input; the coarse result, for C2F), both '
         'backbone-only (`return_logits=False`; the decode head runs only for the semantic loss; compare the first '
         'two rows of the latency table). Per training iteration: 4 (input; coarse result; output, with grad, for '
@@ -198,10 +193,8 @@ def section_levers(rep, args):
         'once per batch and serve all three SEM scales. The C2F pass reuses the illumination estimate and the '
         'encoder (only the decoder sees the prior): output identical (asserted).'
     )
-    rep()
 
-    rep('### 3. Cached CLIP text embeddings')
-    rep()
+    rep.note('### 3. Cached CLIP text embeddings')
     clip = build_clip_prior({'clip_model': 'DeepSPG-CLIP-tiny' if args.quick else 'ViT-B-16', 'clip_pretrained': None})
     assert torch.equal(clip.encode_text(clip.prompts), clip.text_embeddings(clip.prompts))
     t = rounds(
@@ -213,8 +206,7 @@ def section_levers(rep, args):
     )
     rep.table(['CLIP text tower, 2 prompts', 'latency'], [[k, t.fmt(k)] for k in t])
 
-    rep('### 4-5. channels_last and mixed precision (bf16 autocast)')
-    rep()
+    rep.note('### 4-5. channels_last and mixed precision (bf16 autocast)')
     rows = []
     for part, module in ((f'{args.seg} backbone', prior), ('DeepSPG base, one pass', net)):
         fns = {}
@@ -231,18 +223,16 @@ def section_levers(rep, args):
         rows += [[part, fmt, amp, t.fmt((fmt, amp)), t.fmt_ratio((fmt, amp), ('NCHW', 'fp32'))] for fmt, amp in t]
         del copies
     rep.table(['part (no_grad)', 'memory format', 'precision', 'latency', 'time vs NCHW fp32'], rows)
-    rep(
+    rep.note(
         'Agreement (tests/test_perf_levers.py): channels_last within 1e-5 of NCHW in fp32 (enhancer, prior, and the '
         'whole model); bf16 within the PSNR tolerance stated there. Both levers help both parts, and most '
         'together, hence the `perf` configuration.'
     )
-    rep()
 
     if args.compile:
         from deepspg_basicsr.archs.deepspg_arch import DeepSPG
 
-        rep('### 6. torch.compile (enhancer, inductor)')
-        rep()
+        rep.note('### 6. torch.compile (enhancer, inductor)')
         eager = DeepSPG().eval()
         compiled = copy.deepcopy(eager)
         compiled.compile()
@@ -259,28 +249,26 @@ def section_levers(rep, args):
         )
         rep.table(['DeepSPG base, one pass, fp32, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
         speedup = 1 / t.ratio('compiled', 'eager')
-        rep(
+        rep.note(
             f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
             'run compiled the same graph; a cold compile took about 3 minutes on a 2-core CPU); '
             f'max |compiled - eager| {diff:.1e}; steady-state speed-up '
             f'{speedup:.2f}x. Every new input size recompiles (or use `perf.compile: {{dynamic: true}}`), so it '
             'pays off only for long runs at a fixed size (training crops); off by default.'
         )
-        rep()
 
 
 # ---- seg_scale ------------------------------------------------------------------------------------
 def section_seg_scale(rep, args):
     h, w = args.h, args.w
     rep.block('inference-seg-scale')
-    rep(
+    rep.note(
         f'Input 1x3x{h}x{w} (a demo test image resized), {args.seg} and the base enhancer with **random weights**: '
         'the fidelity figures say how much the features change, not how much a trained network would care. '
         "Features at reduced scale are resized (bilinear) to the full-scale features' size and compared per "
         'branch: cosine similarity over channels (mean over pixels) and relative L2 `|f_s - f_1| / |f_1|`. Output '
         "PSNR is against the default (full-scale) pipeline's output, same weights, fp32."
     )
-    rep()
     model = build(model_options(args.seg))
     x = test_image(h, w)
     full_feats = model.sem_features(x, 1.0)
@@ -326,10 +314,9 @@ def section_seg_scale(rep, args):
         ],
         rows,
     )
-    rep(
+    rep.note(
         '`seg_scale: 1.0` runs exactly the default path (no resize; tested identical). With C2F the final '
         "decoder sees only the C2F pass's features; the first pass's features reach the output only through the "
         'coarse image the C2F prior looks at. So reducing the first pass only (`seg_scale: 0.5, c2f_seg_scale: 1`) '
         'moves the output least, and that is what `fast` does.'
     )
-    rep()

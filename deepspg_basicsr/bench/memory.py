@@ -1,11 +1,7 @@
 """Section ``memory``: peak memory of inference, and tiled against untiled enhancement of large images.
 
-Each case runs in a fresh subprocess (``python -m deepspg_basicsr.bench.memory --worker SPEC``), so
-that the peaks are independent. CPU: peak resident set size of the whole process (``VmHWM``), and
-its increase over the peak after building everything; CUDA: ``torch.cuda.max_memory_allocated``.
-Blocks: ``memory`` (the prior, the pipeline, the large sizes and the tiled 4K case) and
-``memory-tiling`` (``deepspg-enhance``'s tiling: peak memory and output difference against untiled,
-prior per tile and ``--prior-global``). **Random weights.**
+Each case in a fresh process (``python -m deepspg_basicsr.bench.memory --worker SPEC``); blocks
+``memory`` and ``memory-tiling``; what is measured is in docs/BENCHMARKS.md. **Random weights.**
 """
 
 import argparse
@@ -47,12 +43,20 @@ def synthetic_dim(h, w, seed=0):
     return out
 
 
+def fmt_peak(result):
+    """(peak MiB, increase over the post-build peak) as text, from a worker's result."""
+    if 'cuda_peak_mib' in result:
+        return f'{result["cuda_peak_mib"]:.0f}', ''
+    return f'{result["peak_rss_mib"]:.0f}', f'+{result["peak_rss_mib"] - result["rss_before_mib"]:.0f}'
+
+
 def _pipeline_fn(spec, device):
+    from deepspg_basicsr.inference import DeepSPGEnhancer
+
     import torch
 
     from .common import CONFIGS, SEG_CONFIGS, build, model_options
 
-    h, w = spec['size']
     if spec['kind'] == 'prior':
         from deepspg_basicsr.priors import SegmentationPrior
 
@@ -68,18 +72,13 @@ def _pipeline_fn(spec, device):
 
         return fn
     model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
-    tile = spec.get('tile')
+    if spec['kind'] == 'pipeline':  # the inference core (deepspg-enhance), whole or in tiles
+        enhancer = DeepSPGEnhancer.from_model(model, tile=spec.get('tile', 0), overlap=32)
+        return lambda x: enhancer.enhance_tensor(x)['out']
 
-    if tile:  # the inference core's tiles (deepspg-enhance --tile), the whole pipeline on each
-        from deepspg_basicsr.inference import DeepSPGEnhancer
-
-        return lambda x: DeepSPGEnhancer.from_model(model, tile=tile, overlap=32).enhance_tensor(x)['out']
-
-    def fn(x):
+    def fn(x):  # the enhancer alone, one pass
         with torch.inference_mode():
-            if spec['kind'] == 'enhancer':
-                return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
-            return model.enhance(model.net_g, x)
+            return model._run_net(model.net_g, x.to(device), model.sem_features(x.to(device)), prior=None)
 
     return fn
 
@@ -108,7 +107,7 @@ def worker(spec):
     if spec.get('warmup'):
         fn(test_image(min(h, 400), min(w, 600)).to(device))
     x = test_image(h, w) if h * w <= 1920 * 1080 and spec['kind'] != 'enhance' else synthetic_dim(h, w)
-    if not spec.get('tile') and spec['kind'] != 'enhance':
+    if spec['kind'] == 'prior':
         x = x.to(device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -151,19 +150,14 @@ def compare(path_a, path_b):
     return worst, total / a.size
 
 
-def _wh(text):
-    w, h = (int(v) for v in text.lower().split('x'))
-    return w, h
-
-
 def run(rep, args):
-    from .common import devices, fmt_peak
+    from .common import devices, parse_size
 
     if args.quick:
         args.big, args.tiling_size, args.tile, args.overlap = '320x240', '192x128', 64, 16
     seg = 'HRNet-W18-small' if args.quick else 'HRNet-W48'
     small = [64, 96] if args.quick else [400, 600]
-    bw, bh = _wh(args.big)
+    bw, bh = parse_size(args.big)
     cases = [
         (f'{seg} forward, no_grad', {'kind': 'prior', 'size': small}),
         (f'{seg} forward + backward to the input', {'kind': 'prior', 'size': small, 'grad': True}),
@@ -192,19 +186,18 @@ def run(rep, args):
             rows.append([device.type, f'{w}x{h}', name, peak, over, f'{res["times"][0]:.1f} s', target])
             rep.data.setdefault('cases', {})[f'{device.type} {w}x{h} {name}'] = res
     rep.block('memory')
-    rep(
+    rep.note(
         f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
         '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
     )
-    rep()
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
     _tiling(rep, args)
 
 
 def _tiling(rep, args):
-    from .common import fmt_peak
+    from .common import parse_size
 
-    w, h = _wh(args.tiling_size)
+    w, h = parse_size(args.tiling_size)
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in TILING_MODES[:3] if args.quick else TILING_MODES:
@@ -218,13 +211,12 @@ def _tiling(rep, args):
             worst, mean = compare(*(os.path.join(folder, f'{m}{suffix}.npy') for m in ('tiled', 'untiled')))
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
-    rep(
+    rep.note(
         f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
         f'synthetic dim {w}x{h} image, '
         f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
         'process.'
     )
-    rep()
     rep.table(['mode', 'peak RSS (MiB)', 'above the post-build peak (MiB)', 'enhance (wall)'], rows)
     rep.table(['comparison (outputs clamped to [0, 1])', 'max abs difference', 'mean abs difference'], diffs)
     rep.data['tiling'] = {'results': results, 'differences': diffs}

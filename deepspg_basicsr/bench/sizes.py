@@ -88,8 +88,9 @@ def run(rep, args):
         rows.append(['CLIP ViT-B-16 image tower (224x224, its own input size)', f'{visual:.2f}', f'{g:.2f}', ''])
         rows.append(['CLIP ViT-B-16, image + text towers', f'{total:.2f}', '', ''])
     rep.block('sizes')
-    rep(f'Input 1x3x{s}x{s}; the enhancer with the prior features of that input as extra inputs (priors excluded).')
-    rep()
+    rep.note(
+        f'Input 1x3x{s}x{s}; the enhancer with the prior features of that input as extra inputs (priors excluded).'
+    )
     rep.table(['network', 'params (M)', 'GFLOPs', 'published (M / G)'], rows)
     rep.block('sizes-presets')
     rep.table(['preset', 'options', 'parameters', 'target', 'GFLOPs', 'target'], preset_rows)

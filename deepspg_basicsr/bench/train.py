@@ -53,8 +53,7 @@ def run(rep, args):
             if name == 'LOL-v1':
                 batch = 16 if device.type == 'cuda' else args.lol_batch
                 note = 'batch 16' if batch == 16 else f'batch {batch} (reduced from 16 on CPU)'
-            rep(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
-            rep()
+            rep.note(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
             batches = training_loader(gt_size, batch)
             full = build(model_options(seg, clip, is_train=True), device)
             parts = train_breakdown(full, batches, args.repeats)

@@ -130,11 +130,10 @@ def run(rep, args):
     names = list(METRICS)
     rep.block('zero-ref')
     b = budget(opts['zero_ref'])
-    rep(
+    rep.note(
         f'Both runs: {b["total_iter"]} iterations, batch {b["batch_size_per_gpu"]}, crops {b["crop"]}, the same '
         'schedule and network; demo test images (4 pairs, whole images); random priors.'
     )
-    rep()
     table = []
     for label, values in rows.items():
         cells = [f'{values[n]:.4f}' if isinstance(values[n], float) else str(values[n]) for n in names]
