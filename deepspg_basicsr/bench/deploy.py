@@ -1,26 +1,12 @@
 """Section ``deploy``: torch eager, ONNX Runtime fp32 / int8 and the output-changing levers.
 
-Blocks ``deploy`` (docs/BENCHMARKS.md) and ``deploy-summary`` (docs/DEPLOY.md); the figure of
-latency against output change (``--plot``, default ``docs/figures/deploy_latency_vs_change.png``).
-
-Every configuration runs the whole inference pipeline (prior on the input, enhancer, prior on
-the coarse result, decoder: ``DeepSPGModel.test``) on the demo test images resized to each size,
-timed in the same interleaved rounds (:func:`~.core.rounds`, one warm-up each); every latency is
-given as the median of its per-round ratios to one fp32 torch HRNet forward (backbone + FCN head,
-NCHW). The output
-change of each configuration is measured against the fp32 torch default output on the same
-images: max / mean absolute difference and PSNR of the clamped outputs. **The networks have
-random weights** (nothing is downloaded): the prior's features and so the output changes are
-those of a random HRNet, not of the ADE20K one; latencies do not depend on the weights.
-
-Usage::
-
-    deepspg-bench deploy --out /tmp/deploy.md          # HRNet-W48, 600x400 and 1920x1080
-    deepspg-bench deploy --quick                        # HRNet-W18-small, small sizes
+Blocks ``deploy`` (docs/BENCHMARKS.md, which says how it measures) and ``deploy-summary``
+(docs/DEPLOY.md); the figure of latency against output change (``--plot``). **Random weights.**
 """
 
 import copy
 import gc
+import math
 import os
 import statistics
 import time
@@ -35,23 +21,11 @@ from deepspg_basicsr.export import export_model
 
 import torch
 
-from .common import ROOT, load_peer, model_options, psnr, unfolded_pipeline
+from .common import PERF, ROOT, build, demo_images, load_peer, model_options, parse_size, psnr, unfolded_pipeline
 from .common import SEG_CONFIGS as SEG
-from .common import build as _build
-from .common import demo_images as _demo_images
 from .core import rounds
 
 CPU = torch.device('cpu')
-
-
-def build(seg, perf=None):
-    """The base-preset model of prior ``seg`` on the CPU (enhancer weights seed 0) with ``perf`` options."""
-    return _build(model_options(seg, extra={'perf': perf or {}}), CPU)
-
-
-def demo_images(sizes, count, kind='low'):
-    """(w, h) -> the first ``count`` demo test images of ``kind`` resized to it."""
-    return {(w, h): _demo_images(w, h, count, kind) for w, h in sizes}
 
 
 #: Row names shared by the report and the targets.
@@ -64,41 +38,38 @@ PEER_CL = 'Retinexformer LOL-v1 (torch fp32, channels_last)'
 
 
 class _PriorPass(torch.nn.Module):
-    """The prior's branches 0-2 alone (what one prior pass of the pipeline computes), for the floor row."""
+    """One prior pass of the pipeline alone (its branches' features), for the floor row."""
 
-    def __init__(self, prior, branches):
+    def __init__(self, pipe):
         super().__init__()
-        self.prior, self.branches = prior, branches
+        self.pipe = pipe
 
     def forward(self, x):
-        return tuple(self.prior(x, return_logits=False, branches=self.branches)['feats'])
+        return tuple(self.pipe.features(x, 1.0))
 
 
-def _export_prior_pass(prior, branches, path):
-    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-    export_model(_PriorPass(prior, branches).eval(), (x0,), path, output_names=[f'f{b}' for b in branches])
+def _made(path, make, what='exported'):
+    """``path``, made by ``make(path)`` unless it exists (exports are reused)."""
+    if not os.path.isfile(path):
+        t0 = time.perf_counter()
+        make(path)
+        print(f'{what} {path} in {time.perf_counter() - t0:.0f} s', flush=True)
+    return path
 
 
 def _ort_exports(args, work, tag, net, prior, branches, variants):
-    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f)``
+    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
     once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths = {}
+    paths, x0 = {}, torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    calib = demo_images(*args.calib_size, 4)
     for name, (s1, s2, c2f, int8) in variants.items():
-        path = os.path.join(work, f'{tag}_{name}.onnx')
-        if not os.path.isfile(path):
-            t0 = time.perf_counter()
-            one = copy.deepcopy(net)
-            one.c2f = c2f
-            pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-            export_model(pipe, (x0,), path)
-            print(f'exported {path} in {time.perf_counter() - t0:.0f} s', flush=True)
-        paths[name] = path
+        one = copy.deepcopy(net)
+        one.c2f = c2f
+        pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
+        paths[name] = _made(os.path.join(work, f'{tag}_{name}.onnx'), lambda p, pipe=pipe: export_model(pipe, (x0,), p))
         if int8:
             q = os.path.join(work, f'{tag}_{name}_int8.onnx')
-            if not os.path.isfile(q):
-                quantize(path, q, demo_images([(args.calib_size[0], args.calib_size[1])], 4))
-            paths[name + '_int8'] = q
+            paths[name + '_int8'] = _made(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
     return paths
 
 
@@ -111,10 +82,8 @@ ORT_VARIANTS = {
 
 
 class LazyOrt:
-    """An ONNX Runtime session made on first use (outside the timer: :func:`measure` calls
-    :meth:`prepare`) and dropped by :meth:`release`: with the CPU memory arena on (measured 20 %
-    faster at 600x400 than off), every session keeps its largest run's memory, which for a dozen
-    sessions at 1920x1080 is more than 24 GiB; at the large sizes each is released after its run."""
+    """An ONNX Runtime session made on first use (:meth:`prepare`, untimed) and dropped by
+    :meth:`release` (with the memory arena on, a dozen sessions at 1920x1080 fill 24 GiB)."""
 
     def __init__(self, path, threads, arena):
         self.path, self.threads, self.arena, self.session = path, threads, arena, None
@@ -190,11 +159,10 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 def build_configs(args, work):
     """The latency section's rows (random weights, ``args.seg``): the denominator, the pipeline rows,
     the prior-pass floor and the peer network."""
-    model = build(args.seg)  # perf defaults: prior BN folded, channels-last (CPU)
+    model = build(model_options(args.seg), CPU)  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
     before, plain = unfolded_pipeline(args.seg, CPU)  # before issue 10, the same random weights
-    perf_model = build(args.seg, {'amp': 'bf16', 'channels_last': True})
-    branches = model.seg_branches
+    perf_model = build(model_options(args.seg, extra={'perf': PERF}), CPU)
 
     configs = {HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None)}
     if args.retinexformer:  # early in the round: never right after an ONNX Runtime session's run
@@ -206,12 +174,12 @@ def build_configs(args, work):
     configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
     if args.quick:  # one export (the pipeline) is enough to check the plumbing
         return configs
-    prior_path = os.path.join(work, f'{args.seg}_prior_pass.onnx')
-    if not os.path.isfile(prior_path):
-        t0 = time.perf_counter()
-        _export_prior_pass(model.seg_prior, branches, prior_path)
-        print(f'exported {prior_path} in {time.perf_counter() - t0:.0f} s', flush=True)
-    configs[PRIOR_PASS] = (LazyOrt(prior_path, args.threads, not args.no_arena), 'floor', None)
+    pass_ = _PriorPass(DeepSPGPipeline(net, model.seg_prior, model.seg_branches)).eval()
+    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    names = [f'f{b}' for b in model.seg_branches]
+    export = lambda p: export_model(pass_, (x0,), p, output_names=names)  # noqa: E731
+    path = _made(os.path.join(work, f'{args.seg}_prior_pass.onnx'), export)
+    configs[PRIOR_PASS] = (LazyOrt(path, args.threads, not args.no_arena), 'floor', None)
     return configs
 
 
@@ -221,13 +189,6 @@ def trained_configs(args, work):
 
     enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
     return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
-
-
-def quantize(src, dst, calib):
-    """Static int8 quantisation (:func:`~deepspg_basicsr.deploy.quantize.quantize_int8`) on the demo images."""
-    t0 = time.perf_counter()
-    quantize_int8(src, dst, next(iter(calib.values())))
-    print(f'quantised {dst} in {time.perf_counter() - t0:.0f} s', flush=True)
 
 
 def measure(configs, images, repeats, warmup=True, release=False):
@@ -266,24 +227,16 @@ def targets(results, trained_changes=None):
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
     ratio = {k: times.ratio(k, HRNET) for k in times}
-    rows = []
-    if ORT_FP32 in ratio:
-        rows.append(
-            (
-                f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward '
-                f'({size[0]}x{size[1]})',
-                f'{ratio[ORT_FP32]:.2f}x',
-                'met' if ratio[ORT_FP32] <= 1.0 else 'missed',
-            )
+    rows, ort, floor = [], ratio.get(ORT_FP32), 2 * ratio.get(PRIOR_PASS, math.nan)
+    if ort is not None:
+        target = (
+            f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward ({size[0]}x{size[1]})'
         )
+        rows.append((target, f'{ort:.2f}x', 'met' if ort <= 1.0 else 'missed'))
     if PRIOR_PASS in ratio:
-        rows.append(
-            (
-                'floor of any exact (fp32, full-resolution prior) pipeline: two ONNX Runtime prior passes alone',
-                f'{2 * ratio[PRIOR_PASS]:.2f}x',
-                'above 1.0x: target 1 cannot be met without changing the output' if 2 * ratio[PRIOR_PASS] > 1 else '',
-            )
-        )
+        target = 'floor of any exact (fp32, full-resolution prior) pipeline: two ONNX Runtime prior passes alone'
+        verdict = 'above 1.0x: target 1 cannot be met without changing the output' if floor > 1 else ''
+        rows.append((target, f'{floor:.2f}x', verdict))
     judged = trained_changes if trained_changes is not None else changes
     basis = 'the trained model' if trained_changes is not None else 'random weights'
     readings = (
@@ -294,14 +247,9 @@ def targets(results, trained_changes=None):
         ok = [(ratio[k], k) for k, ch in judged.items() if k in LEVERS and k in ratio and keep(ch[3])]
         if ok:
             best, name = min(ok)
-            rows.append(
-                (
-                    f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading} '
-                    "of the fp32 output's, <= 0.5x",
-                    f'{name}: {best:.2f}x (ΔPSNR {judged[name][3]:+.2f} dB)',
-                    'met' if best <= 0.5 else 'missed',
-                )
-            )
+            target = f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading}'
+            measured = f'{name}: {best:.2f}x (ΔPSNR {judged[name][3]:+.2f} dB)'
+            rows.append((f"{target} of the fp32 output's, <= 0.5x", measured, 'met' if best <= 0.5 else 'missed'))
     return rows
 
 
@@ -434,9 +382,9 @@ def run(rep, args):
     os.makedirs(args.work, exist_ok=True)
     configs = build_configs(args, args.work)
     LEVERS.update(k for k, (_, _, preserving) in configs.items() if preserving is False)
-    sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes]
-    images = demo_images(sizes, max(args.images))
-    truths = demo_images(sizes, max(args.images), 'high')
+    sizes = [parse_size(s) for s in args.sizes]
+    images = {size: demo_images(*size, max(args.images)) for size in sizes}
+    truths = {size: demo_images(*size, max(args.images), 'high') for size in sizes}
     results = {}
     for i, (size, repeats, n_img) in enumerate(zip(sizes, args.size_repeats, args.images)):
         large = size[0] * size[1] > 1_000_000
