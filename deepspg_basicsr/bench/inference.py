@@ -1,10 +1,7 @@
 """Section ``inference``: the speed levers of inference at 600x400 (CPU; CUDA rows when there is one).
 
-Blocks: ``inference-latency`` (the HRNet-W48 forward, the enhancer alone and the whole pipeline in
-the configurations of :data:`~.common.CONFIGS`), ``inference-levers`` (no-graph, C2F reuse, cached
-CLIP text, channels-last and bf16, torch.compile) and ``inference-seg-scale`` (the prior at reduced
-resolution: time, feature fidelity, output change). **Random weights**; every table's rows are timed
-in the same interleaved rounds (:func:`~.core.rounds`), ratios per round.
+Blocks ``inference-latency``, ``inference-levers`` and ``inference-seg-scale`` (docs/BENCHMARKS.md).
+**Random weights**; every table's rows timed in the same interleaved rounds, ratios per round.
 """
 
 import copy
@@ -28,7 +25,7 @@ def add_arguments(parser):
 
 
 def saved_activation_mib(fn):
-    """Run ``fn`` and return (its result, MiB of distinct tensors autograd saved for backward)."""
+    """MiB of the distinct tensors autograd saves for backward while ``fn`` runs."""
     seen = {}
 
     def pack(t):
@@ -37,13 +34,15 @@ def saved_activation_mib(fn):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values()) / 2**20
+        fn()
+    return sum(seen.values()) / 2**20
 
 
 def cosine_and_rel_l2(a, b):
-    """Mean per-pixel cosine similarity over channels and relative L2 ``|a - b| / |b|``."""
-    a, b = a.float(), b.float()
+    """Mean per-pixel cosine similarity over channels and relative L2 ``|a - b| / |b|``, ``a`` resized
+    (bilinear) to ``b``'s size first."""
+    a = F.interpolate(a.float(), size=b.shape[-2:], mode='bilinear', align_corners=False)
+    b = b.float()
     return F.cosine_similarity(a, b, dim=1).mean().item(), ((a - b).norm() / b.norm()).item()
 
 
@@ -140,18 +139,16 @@ def section_levers(rep, args):
     feats = model.sem_features(x)
 
     rep.note('### 1. No gradient graph where none is needed')
-    rows = []
-    _, mib = saved_activation_mib(lambda: prior(x, return_logits=False))
-    rows.append(
-        ['prior on the input (lq needs no grad; prior frozen)', f'{mib:.0f}', 'no graph, with or without no_grad']
-    )
-    _, mib = saved_activation_mib(lambda: prior(x)['logits'])
-    rows.append(['prior on the ground truth (semantic-loss target)', f'{mib:.0f}', 'no graph, with or without no_grad'])
-    _, mib = saved_activation_mib(lambda: prior(x.clone().requires_grad_(True))['logits'])
-    rows.append(['prior on the output (semantic loss; gradient to the output)', f'{mib:.0f}', 'needed'])
+    no_graph, on_output = 'no graph, with or without no_grad', lambda: prior(x.clone().requires_grad_(True))
+    rows = [
+        ['prior on the input (lq needs no grad; prior frozen)', lambda: prior(x, return_logits=False), no_graph],
+        ['prior on the ground truth (semantic-loss target)', lambda: prior(x), no_graph],
+        ['prior on the output (semantic loss; gradient to the output)', on_output, 'needed'],
+    ]
+    rows = [[label, f'{saved_activation_mib(fn):.0f}', note] for label, fn, note in rows]
     net.train()
-    _, before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
-    _, after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
+    before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
+    after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
     net.eval()
     rows.append(['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''])
     rows.append(
@@ -183,7 +180,7 @@ def section_levers(rep, args):
 
     assert torch.equal(two_passes(), reuse())
     t = rounds({'two full passes (before)': two_passes, 'encoder reused (after, default)': reuse}, n)
-    rep.table(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
+    rep.timings(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], t)
     rep.note(
         f'Prior passes per image at inference: {len(calls)} (the input; the coarse result, for C2F), both '
         'backbone-only (`return_logits=False`; the decode head runs only for the semantic loss; compare the first '
@@ -196,15 +193,10 @@ def section_levers(rep, args):
 
     rep.note('### 3. Cached CLIP text embeddings')
     clip = build_clip_prior({'clip_model': 'DeepSPG-CLIP-tiny' if args.quick else 'ViT-B-16', 'clip_pretrained': None})
-    assert torch.equal(clip.encode_text(clip.prompts), clip.text_embeddings(clip.prompts))
-    t = rounds(
-        {
-            're-encode the 2 prompts every iteration': lambda: clip.encode_text(clip.prompts),
-            'cached (default)': lambda: clip.text_embeddings(clip.prompts),
-        },
-        n,
-    )
-    rep.table(['CLIP text tower, 2 prompts', 'latency'], [[k, t.fmt(k)] for k in t])
+    encode, cached = (lambda: clip.encode_text(clip.prompts)), (lambda: clip.text_embeddings(clip.prompts))
+    assert torch.equal(encode(), cached())
+    t = rounds({'re-encode the 2 prompts every iteration': encode, 'cached (default)': cached}, n)
+    rep.timings(['CLIP text tower, 2 prompts', 'latency'], t)
 
     rep.note('### 4-5. channels_last and mixed precision (bf16 autocast)')
     rows = []
@@ -236,18 +228,15 @@ def section_levers(rep, args):
         eager = DeepSPG().eval()
         compiled = copy.deepcopy(eager)
         compiled.compile()
+        fns = {
+            name: (lambda m=m: _nograd(lambda: m(x, feats))) for name, m in (('eager', eager), ('compiled', compiled))
+        }
         start = time.perf_counter()
-        out = _nograd(lambda: compiled(x, feats))
+        out = fns['compiled']()
         compile_s = time.perf_counter() - start
-        diff = (out - _nograd(lambda: eager(x, feats))).abs().max().item()
-        t = rounds(
-            {
-                'eager': lambda: _nograd(lambda: eager(x, feats)),
-                'compiled': lambda: _nograd(lambda: compiled(x, feats)),
-            },
-            n,
-        )
-        rep.table(['DeepSPG base, one pass, fp32, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
+        diff = (out - fns['eager']()).abs().max().item()
+        t = rounds(fns, n)
+        rep.timings(['DeepSPG base, one pass, fp32, no_grad', 'latency'], t)
         speedup = 1 / t.ratio('compiled', 'eager')
         rep.note(
             f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
@@ -275,33 +264,16 @@ def section_seg_scale(rep, args):
     ref_out = run_pipeline(model, x)
     scales = (1.0, 0.75, 0.5, 0.25)
     timing = rounds({s: (lambda s=s: model.sem_features(x, s)) for s in scales}, args.repeats)
-    rows = []
-    base_opt = model.opt
+    rows, base_opt = [], model.opt
     for s in scales:
-        sims = []
-        for f, ref in zip(model.sem_features(x, s), full_feats):
-            sims.append(
-                cosine_and_rel_l2(F.interpolate(f, size=ref.shape[-2:], mode='bilinear', align_corners=False), ref)
-            )
-        out_psnr = {}
-        variants = {
-            'both': {'seg_scale': s},
-            'first': {'seg_scale': s, 'c2f_seg_scale': 1.0},
-            'c2f': {'c2f_seg_scale': s},
-        }
-        for key, prior_opt in variants.items():
+        sims = [cosine_and_rel_l2(f, ref) for f, ref in zip(model.sem_features(x, s), full_feats)]
+        row = [f'{s:g}', timing.fmt(s)] + [' / '.join(f'{v:.3f}' for v in vals) for vals in zip(*sims)]
+        # both passes at s (seg_scale), the first only (c2f_seg_scale 1), the C2F pass only
+        for prior_opt in ({'seg_scale': s}, {'seg_scale': s, 'c2f_seg_scale': 1.0}, {'c2f_seg_scale': s}):
             model.opt = dict(base_opt, prior=dict(base_opt['prior'], **prior_opt))
-            out_psnr[key] = psnr(run_pipeline(model, x), ref_out)
-            model.opt = base_opt
-        rows.append(
-            [
-                f'{s:g}',
-                timing.fmt(s),
-                ' / '.join(f'{c:.3f}' for c, _ in sims),
-                ' / '.join(f'{r:.3f}' for _, r in sims),
-            ]
-            + [f'{out_psnr[k]:.1f}' for k in variants]
-        )
+            row.append(f'{psnr(run_pipeline(model, x), ref_out):.1f}')
+        model.opt = base_opt
+        rows.append(row)
     rep.table(
         [
             'scale',
