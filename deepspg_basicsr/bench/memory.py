@@ -50,29 +50,36 @@ def fmt_peak(result):
     return f'{result["peak_rss_mib"]:.0f}', f'+{result["peak_rss_mib"] - result["rss_before_mib"]:.0f}'
 
 
-def _pipeline_fn(spec, device):
+def _case_fn(spec, device):
+    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s)
+    on the random-weight model (``pipeline``) or on ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
     from deepspg_basicsr.inference import DeepSPGEnhancer
+    from deepspg_basicsr.priors import SegmentationPrior
 
     import torch
 
     from .common import CONFIGS, SEG_CONFIGS, build, model_options
 
-    if spec['kind'] == 'prior':
-        from deepspg_basicsr.priors import SegmentationPrior
-
-        prior = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device)
-        grad = spec.get('grad', False)
+    kind = spec['kind']
+    if kind == 'enhance':
+        mode = spec['mode']
+        tile = 0 if mode.startswith('untiled') else spec['tile']
+        options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
+        enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
+        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
+    if kind == 'prior':
+        prior, grad = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device), spec.get('grad', False)
 
         def fn(x):
             with torch.set_grad_enabled(grad):
-                out = prior(x.requires_grad_(grad))['logits']
+                out = prior(x.to(device).requires_grad_(grad))['logits']
                 if grad:
                     out.mean().backward()
             return out
 
         return fn
     model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
-    if spec['kind'] == 'pipeline':  # the inference core (deepspg-enhance), whole or in tiles
+    if kind == 'pipeline':  # whole or in tiles
         enhancer = DeepSPGEnhancer.from_model(model, tile=spec.get('tile', 0), overlap=32)
         return lambda x: enhancer.enhance_tensor(x)['out']
 
@@ -81,17 +88,6 @@ def _pipeline_fn(spec, device):
             return model._run_net(model.net_g, x.to(device), model.sem_features(x.to(device)), prior=None)
 
     return fn
-
-
-def _enhance_fn(spec, device):
-    """The inference core (``deepspg-enhance``'s) on the option file with random weights, in ``spec['mode']``."""
-    from deepspg_basicsr.inference import DeepSPGEnhancer
-
-    mode = spec['mode']
-    tile = 0 if mode.startswith('untiled') else spec['tile']
-    options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
-    enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
-    return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
 
 
 def worker(spec):
@@ -103,12 +99,10 @@ def worker(spec):
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec.get('device', 'cpu'))
     h, w = spec['size']
-    fn = _enhance_fn(spec, device) if spec['kind'] == 'enhance' else _pipeline_fn(spec, device)
+    fn = _case_fn(spec, device)
     if spec.get('warmup'):
-        fn(test_image(min(h, 400), min(w, 600)).to(device))
+        fn(test_image(min(h, 400), min(w, 600)))
     x = test_image(h, w) if h * w <= 1920 * 1080 and spec['kind'] != 'enhance' else synthetic_dim(h, w)
-    if spec['kind'] == 'prior':
-        x = x.to(device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     before = peak_rss_mib()
