@@ -164,6 +164,23 @@ def run_pipeline(model, x, mode='inference'):
         return model.enhance(model.net_g, x)
 
 
+def made_once(path, make, what='exported'):
+    """``path``, made by ``make(path)`` unless it exists (exports are reused across runs)."""
+    if not os.path.isfile(path):
+        start = time.perf_counter()
+        make(path)
+        print(f'{what} {path} in {time.perf_counter() - start:.0f} s', flush=True)
+    return path
+
+
+def export_once(module, path, **kwargs):
+    """``module`` (one image input) exported to ONNX at ``path`` unless it exists (:func:`made_once`)."""
+    from deepspg_basicsr.export import export_model
+
+    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    return made_once(path, lambda p: export_model(module, (x0,), p, **kwargs))
+
+
 def paired_dataset(root, split='our485', **options):
     """The ``PairedLLIEDataset`` of ``root/split/{low,high}``; ``options``: its training keys
     (``gt_size``, flips); without them a validation set of whole images."""

@@ -9,7 +9,6 @@ import gc
 import math
 import os
 import statistics
-import time
 
 import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 
@@ -17,11 +16,22 @@ import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 from deepspg_basicsr.deploy.ort_backend import OrtSession
 from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 from deepspg_basicsr.deploy.quantize import quantize_int8
-from deepspg_basicsr.export import export_model
 
 import torch
 
-from .common import PERF, ROOT, build, demo_images, load_peer, model_options, parse_size, psnr, unfolded_pipeline
+from .common import (
+    PERF,
+    ROOT,
+    build,
+    demo_images,
+    export_once,
+    load_peer,
+    made_once,
+    model_options,
+    parse_size,
+    psnr,
+    unfolded_pipeline,
+)
 from .common import SEG_CONFIGS as SEG
 from .core import rounds
 
@@ -48,28 +58,18 @@ class _PriorPass(torch.nn.Module):
         return tuple(self.pipe.features(x, 1.0))
 
 
-def _made(path, make, what='exported'):
-    """``path``, made by ``make(path)`` unless it exists (exports are reused)."""
-    if not os.path.isfile(path):
-        t0 = time.perf_counter()
-        make(path)
-        print(f'{what} {path} in {time.perf_counter() - t0:.0f} s', flush=True)
-    return path
-
-
 def _ort_exports(args, work, tag, net, prior, branches, variants):
     """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
     once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths, x0 = {}, torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-    calib = demo_images(*args.calib_size, 4)
+    paths, calib = {}, demo_images(*args.calib_size, 4)
     for name, (s1, s2, c2f, int8) in variants.items():
         one = copy.deepcopy(net)
         one.c2f = c2f
         pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-        paths[name] = _made(os.path.join(work, f'{tag}_{name}.onnx'), lambda p, pipe=pipe: export_model(pipe, (x0,), p))
+        paths[name] = export_once(pipe, os.path.join(work, f'{tag}_{name}.onnx'))
         if int8:
             q = os.path.join(work, f'{tag}_{name}_int8.onnx')
-            paths[name + '_int8'] = _made(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
+            paths[name + '_int8'] = made_once(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
     return paths
 
 
@@ -124,35 +124,27 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
     lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
     wrap = (lambda fn: fn) if perf_model is not None else bf16
     perf_net = lossy.get_bare_model(lossy.net_g).eval()
-    configs = {
-        REF: (lambda x: model.enhance(net, x), 'reference', True),
-        'torch, bf16 autocast + channels_last (perf.amp)': (wrap(lambda x: lossy.enhance(perf_net, x)), 'lever', False),
-        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': (wrap(scaled(lossy, 0.5, 0.5)), 'lever', False),
-        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': (
-            wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
-            'lever',
-            False,
-        ),
-        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(model, 0.5, 1.0), 'lever', False),
-        'torch, seg_scale 0.5 (both prior passes)': (scaled(model, 0.5, 0.5), 'lever', False),
-        'torch, C2F off (one pass)': (lambda x: model.enhance(net, x, c2f=False), 'lever', False),
+    levers = {
+        'torch, bf16 autocast + channels_last (perf.amp)': wrap(lambda x: lossy.enhance(perf_net, x)),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': wrap(scaled(lossy, 0.5, 0.5)),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
+        'torch, seg_scale 0.5, c2f_seg_scale 1': scaled(model, 0.5, 1.0),
+        'torch, seg_scale 0.5 (both prior passes)': scaled(model, 0.5, 0.5),
+        'torch, C2F off (one pass)': lambda x: model.enhance(net, x, c2f=False),
     }
     variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
     paths = _ort_exports(args, work, tag, net, prior, branches, variants)
-
-    def ort(path):
-        return LazyOrt(path, args.threads, not args.no_arena)
-
-    named = {
-        ORT_FP32: ('default', 'output-preserving', True),
-        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': ('seg05', 'lever', False),
-        'ONNX Runtime int8 (static QDQ, all Conv), default': ('default_int8', 'lever', False),
-        'ONNX Runtime int8, seg_scale 0.5 (both passes)': ('seg05_int8', 'lever', False),
-        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': ('seg05_1pass_int8', 'lever', False),
+    ort = {  # row -> the export it runs
+        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': 'seg05',
+        'ONNX Runtime int8 (static QDQ, all Conv), default': 'default_int8',
+        'ONNX Runtime int8, seg_scale 0.5 (both passes)': 'seg05_int8',
+        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': 'seg05_1pass_int8',
     }
-    for name, (key, kind, preserving) in named.items():
-        if key in paths:
-            configs[name] = (ort(paths[key]), kind, preserving)
+    session = lambda key: LazyOrt(paths[key], args.threads, not args.no_arena)  # noqa: E731
+    configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
+    configs.update({name: (fn, 'lever', False) for name, fn in levers.items()})
+    configs[ORT_FP32] = (session('default'), 'output-preserving', True)
+    configs.update({name: (session(key), 'lever', False) for name, key in ort.items() if key in paths})
     return configs
 
 
@@ -175,10 +167,8 @@ def build_configs(args, work):
     if args.quick:  # one export (the pipeline) is enough to check the plumbing
         return configs
     pass_ = _PriorPass(DeepSPGPipeline(net, model.seg_prior, model.seg_branches)).eval()
-    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
     names = [f'f{b}' for b in model.seg_branches]
-    export = lambda p: export_model(pass_, (x0,), p, output_names=names)  # noqa: E731
-    path = _made(os.path.join(work, f'{args.seg}_prior_pass.onnx'), export)
+    path = export_once(pass_, os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
     configs[PRIOR_PASS] = (LazyOrt(path, args.threads, not args.no_arena), 'floor', None)
     return configs
 

@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from .common import SEG_CONFIGS, build, load_peer, model_options, parse_size, test_image, unfolded_pipeline
+from .common import SEG_CONFIGS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
 from .core import rounds
 
 #: Row names (the JSON keys).
@@ -66,12 +66,8 @@ def candidates(args, x):
         out[LOSSY] = (lambda: fast.enhance(fast.net_g, x), 'the model with perf.amp bf16 and prior.seg_scale 0.5')
     if args.ort:
         from deepspg_basicsr.deploy.ort_backend import OrtSession
-        from deepspg_basicsr.export import export_model
 
-        path = os.path.join(args.work, f'peer_{args.seg}_pipeline.onnx')
-        if not os.path.isfile(path):
-            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-            export_model(pipe, (x0,), path)
+        path = export_once(pipe, os.path.join(args.work, f'peer_{args.seg}_pipeline.onnx'))
         session = OrtSession(path, threads=args.threads, device='cpu')
         out[ORT] = (lambda: session.run(x)[0], 'the exported pipeline in one ONNX Runtime session')
     return out
