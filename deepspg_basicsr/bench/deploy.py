@@ -339,25 +339,9 @@ def add_arguments(parser):
     parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
     parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
-    parser.add_argument(
-        '--retinexformer',
-        metavar='FILE',
-        help="Retinexformer's basicsr/models/archs/RetinexFormer_arch.py (from its repository; needs einops): "
-        'its LOL-v1 network is timed in the same rounds',
-    )
-    parser.add_argument(
-        '--trained',
-        nargs=2,
-        metavar=('OPT', 'WEIGHTS'),
-        help="also measure every lever's output change on this trained option file + checkpoint (e.g. the demo "
-        "training's), on the first size; the second target is judged by these PSNR changes",
-    )
-    parser.add_argument(
-        '--no-arena',
-        action='store_true',
-        help="ONNX Runtime's memory arena off (slower; the sessions are released after each use at the sizes above "
-        '1 MPixel anyway)',
-    )
+    parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py: its row")
+    parser.add_argument('--trained', nargs=2, metavar=('OPT', 'WEIGHTS'), help='output changes of a trained model too')
+    parser.add_argument('--no-arena', action='store_true', help="ONNX Runtime's memory arena off (slower)")
     parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
 
 

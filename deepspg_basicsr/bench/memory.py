@@ -24,9 +24,7 @@ def add_arguments(parser):
     parser.add_argument('--tiling-size', default='1500x1000', help='WxH of the tiling block (quick: 192x128)')
     parser.add_argument('--tile', type=int, default=512, help='tile of the tiling block (quick: 64)')
     parser.add_argument('--overlap', type=int, default=64, help='overlap of the tiling block (quick: 16)')
-    parser.add_argument(
-        '--opt', default='options/test_DeepSPG_random_prior_demo.yml', help='option file of the tiling block'
-    )
+    parser.add_argument('--opt', default='options/test_DeepSPG_random_prior_demo.yml', help='tiling: option file')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
 
 

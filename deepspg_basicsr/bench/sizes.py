@@ -1,11 +1,6 @@
-"""Section ``sizes``: parameters and GFLOPs of the enhancer presets and of the priors.
-
-fvcore ``FlopCountAnalysis(net, 1x3x256x256).total() / 1024**3`` (Retinexformer's protocol; one
-multiply-add counts as one FLOP). The enhancer is counted for one pass with the prior's features as
-extra inputs (priors excluded, as published); the coarse-to-fine pass adds one decoder. Blocks:
-``sizes`` (every network, docs/BENCHMARKS.md) and ``sizes-presets`` (the presets against the
-published sizes, docs/DEEPSPG.md).
-"""
+"""Section ``sizes``: parameters and GFLOPs (fvcore, Retinexformer's protocol: docs/BENCHMARKS.md) of
+the enhancer presets (one pass, prior features as inputs) and of the priors. Blocks ``sizes`` and
+``sizes-presets`` (docs/DEEPSPG.md)."""
 
 from deepspg_basicsr.utils.complexity import EnhancerPass, gflops
 
@@ -55,16 +50,8 @@ def run(rep, args):
         rows.append([f'DeepSPG {name}, one pass', f'{params:.3f}', f'{total:.2f}', f'{p_pub} / {g_pub}'])
         rows.append([f'DeepSPG {name}: encoder part (illumination + encoder)', '', f'{enc:.2f}', ''])
         rows.append([f'DeepSPG {name}: decoder part (SEM + decoder), added by C2F', '', f'{total - enc:.2f}', ''])
-        preset_rows.append(
-            [
-                name,
-                f'`{PRESET_OPTIONS[name]}`',
-                f'{params:.3f} M ({params / p_pub - 1:+.1%})',
-                f'{p_pub} M',
-                f'{total:.2f} ({total / g_pub - 1:+.1%})',
-                f'{g_pub}',
-            ]
-        )
+        sizes = [f'{params:.3f} M ({params / p_pub - 1:+.1%})', f'{p_pub} M', f'{total:.2f} ({total / g_pub - 1:+.1%})']
+        preset_rows.append([name, f'`{PRESET_OPTIONS[name]}`', *sizes, f'{g_pub}'])
         rep.data.setdefault('enhancer', {})[name] = {'params_m': params, 'gflops': total, 'encoder_gflops': enc}
     for seg, (config, _) in SEG_CONFIGS.items():
         if args.quick and seg != 'HRNet-W18-small':
