@@ -38,7 +38,14 @@ CONFIGS = {
     'fast': {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 1.0}},
     'fastest': {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 0.5}},
 }
-LOSS_NAMES = ('pixel', 'edge', 'semantic', 'clip')
+#: The training losses: name -> (option key, loss type, weight).
+LOSSES = {
+    'pixel': ('pixel_opt', 'SPGPixelLoss', 1.0),
+    'edge': ('edge_opt', 'SPGEdgeLoss', 1.0),
+    'semantic': ('semantic_opt', 'SemanticKLLoss', 0.01),
+    'clip': ('clip_opt', 'CLIPMultimodalLoss', 0.01),
+}
+LOSS_NAMES = tuple(LOSSES)
 
 
 def ensure_demo_data(root=DEMO_ROOT):
@@ -124,20 +131,14 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
         'perf': {},
     }
     if is_train:
-        all_losses = {
-            'pixel': ('pixel_opt', {'type': 'SPGPixelLoss', 'loss_weight': 1.0}),
-            'edge': ('edge_opt', {'type': 'SPGEdgeLoss', 'loss_weight': 1.0}),
-            'semantic': ('semantic_opt', {'type': 'SemanticKLLoss', 'loss_weight': 0.01}),
-            'clip': ('clip_opt', {'type': 'CLIPMultimodalLoss', 'loss_weight': 0.01}),
-        }
         opt['train'] = {
             'ema_decay': 0,
             'optim_g': {'type': 'Adam', 'lr': 3e-4, 'betas': [0.9, 0.999]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
         }
         for name in losses:
-            key, loss_opt = all_losses[name]
-            opt['train'][key] = loss_opt
+            key, kind, weight = LOSSES[name]
+            opt['train'][key] = {'type': kind, 'loss_weight': weight}
     for section, values in copy.deepcopy(extra or {}).items():
         opt.setdefault(section, {}).update(values)
     return opt

@@ -50,11 +50,7 @@ def sync(device):
 
 
 class Timings(dict):
-    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s time in round ``r``.
-
-    Args:
-        times (dict[str, list[float]]): Name -> seconds per round (equal lengths).
-    """
+    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r``."""
 
     def __init__(self, times):
         super().__init__((k, list(v)) for k, v in times.items())

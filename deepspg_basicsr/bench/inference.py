@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, psnr, run_pipeline, test_image
+from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
 from .core import rounds
 
 
@@ -49,7 +49,7 @@ def cosine_and_rel_l2(a, b):
 def run(rep, args):
     if args.quick:
         args.seg, args.size = 'HRNet-W18-small', '96x64'
-    args.w, args.h = (int(v) for v in args.size.lower().split('x'))
+    args.w, args.h = parse_size(args.size)
     blocks = {'latency': section_latency, 'levers': section_levers, 'seg_scale': section_seg_scale}
     for name in args.only or blocks:
         blocks[name](rep, args)
