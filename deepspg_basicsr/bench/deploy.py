@@ -37,7 +37,6 @@ from .core import rounds
 
 CPU = torch.device('cpu')
 
-
 #: Row names shared by the report and the targets.
 HRNET = 'HRNet forward (fp32, torch)'
 REF = 'torch eager, default (pruned prior, BN folded, channels-last, SEM project-first)'
@@ -98,6 +97,12 @@ class LazyOrt:
     def __call__(self, x):
         self.prepare()
         return self.session.run(x)[0]
+
+
+def release_all(configs):
+    """Drop the ONNX Runtime sessions (:class:`LazyOrt`) among the rows ``configs``."""
+    for fn, _, _ in configs.values():
+        getattr(fn, 'release', lambda: None)()
 
 
 def pipeline_configs(args, work, tag, model, net, perf_model=None):
@@ -194,12 +199,11 @@ def measure(configs, images, repeats, warmup=True, release=False):
         outputs = {k: [times.outputs[k].float().clamp(0, 1)] for k in keep}
         times.outputs = {}
         if release and len(images) == 1:
-            for fn, _, _ in configs.values():
-                getattr(fn, 'release', lambda: None)()
+            release_all(configs)
         for name in outputs:
             outputs[name] += [configs[name][0](img).float().clamp(0, 1) for img in images[1:]]
             if release:
-                getattr(configs[name][0], 'release', lambda: None)()
+                release_all({name: configs[name]})
     return times, outputs
 
 
@@ -295,10 +299,8 @@ def plot(results, path):
     order = list(dict.fromkeys(k for _, changes, _ in results.values() for k in changes))  # one style per row
     for ax, ((w, h), (times, changes, _)) in zip(axes[0], results.items()):
         for name, ch in changes.items():
-            i = order.index(name)
-            ratio = times.ratio(name, HRNET)
-            color = plt.cm.tab20(i % 20)
-            ax.scatter(ratio, min(ch[2], 120.0), s=40, marker='os^vD<>ph*'[i % 10], color=color, label=name)
+            i, ratio, y = order.index(name), times.ratio(name, HRNET), min(ch[2], 120.0)
+            ax.scatter(ratio, y, s=40, marker='os^vD<>ph*'[i % 10], color=plt.cm.tab20(i % 20), label=name)
         for name, style in ((PEER, ':'), (PRIOR_PASS, '-.')):
             if name in times:
                 ax.axvline(times.ratio(name, HRNET), color='k', lw=0.8, ls=style, label=name)
@@ -363,8 +365,7 @@ def run(rep, args):
     for i, (size, repeats, n_img) in enumerate(zip(sizes, args.size_repeats, args.images)):
         large = size[0] * size[1] > 1_000_000
         if large:  # free the smaller sizes' ONNX Runtime arenas first (a dozen of them fill 24 GiB)
-            for fn, _, _ in configs.values():
-                getattr(fn, 'release', lambda: None)()
+            release_all(configs)
             gc.collect()
         rows = {k: v for k, v in configs.items() if not (large and k in SMALL_ONLY_ROWS)}
         warm = i == 0 and not args.no_warmup
