@@ -200,16 +200,17 @@ def section_levers(rep, args):
 
     rep.note('### 4-5. channels_last and mixed precision (bf16 autocast)')
     rows = []
-    for part, module in ((f'{args.seg} backbone', prior), ('DeepSPG base, one pass', net)):
-        fns = {}
+    xs = {'NCHW': x, 'channels_last': x.contiguous(memory_format=torch.channels_last)}
+    parts = (
+        (f'{args.seg} backbone', prior, (), {'return_logits': False}),
+        ('DeepSPG base, one pass', net, (feats,), {}),
+    )
+    for part, module, extra, kw in parts:
         copies = {'NCHW': module, 'channels_last': copy.deepcopy(module).to(memory_format=torch.channels_last)}
-        xs = {'NCHW': x, 'channels_last': x.contiguous(memory_format=torch.channels_last)}
+        fns = {}
         for fmt, mod in copies.items():
             for amp in ('fp32', 'bf16'):
-                if module is prior:
-                    call = lambda mod=mod, xi=xs[fmt]: mod(xi, return_logits=False)  # noqa: E731
-                else:
-                    call = lambda mod=mod, xi=xs[fmt]: mod(xi, feats)  # noqa: E731
+                call = lambda mod=mod, xi=xs[fmt], extra=extra, kw=kw: mod(xi, *extra, **kw)  # noqa: E731
                 fns[(fmt, amp)] = lambda call=call, amp=amp: _nograd(call, amp == 'bf16')
         t = rounds(fns, n)
         rows += [[part, fmt, amp, t.fmt((fmt, amp)), t.fmt_ratio((fmt, amp), ('NCHW', 'fp32'))] for fmt, amp in t]
