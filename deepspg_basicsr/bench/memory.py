@@ -83,7 +83,8 @@ def _case_fn(spec, device):
 
     def fn(x):  # the enhancer alone, one pass
         with torch.inference_mode():
-            return model._run_net(model.net_g, x.to(device), model.sem_features(x.to(device)), prior=None)
+            x = x.to(device)
+            return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
 
     return fn
 
