@@ -1,10 +1,5 @@
-"""What the benchmark sections share: the model builder, the test images, the training batches.
-
-Every network built here has **random weights** (nothing is downloaded): speed and memory do not
-depend on them. The tables :data:`SEG_CONFIGS` and :data:`PRESETS` name what the sections measure;
-:data:`SEG_CONFIGS` is read from the known-weights table (:data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`):
-a new prior is one more name in :data:`BENCH_PRIORS`.
-"""
+"""What the benchmark sections share: the model builder (**random weights**, nothing downloaded), the
+test images, the training batches. The priors measured are names of the known-weights table."""
 
 import copy
 import glob
@@ -13,6 +8,7 @@ import math
 import os
 import resource
 import sys
+import time
 from contextlib import nullcontext
 
 import torch
@@ -42,7 +38,14 @@ CONFIGS = {
     'fast': {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 1.0}},
     'fastest': {'perf': PERF, 'prior': {'seg_scale': 0.5, 'c2f_seg_scale': 0.5}},
 }
-LOSS_NAMES = ('pixel', 'edge', 'semantic', 'clip')
+#: The training losses: name -> (option key, loss type, weight).
+LOSSES = {
+    'pixel': ('pixel_opt', 'SPGPixelLoss', 1.0),
+    'edge': ('edge_opt', 'SPGEdgeLoss', 1.0),
+    'semantic': ('semantic_opt', 'SemanticKLLoss', 0.01),
+    'clip': ('clip_opt', 'CLIPMultimodalLoss', 0.01),
+}
+LOSS_NAMES = tuple(LOSSES)
 
 
 def ensure_demo_data(root=DEMO_ROOT):
@@ -69,68 +72,44 @@ def peak_rss_mib():
         return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
 
 
-def fmt_peak(result):
-    """(peak MiB, increase over the post-build peak) as text, from a memory worker's result."""
-    if 'cuda_peak_mib' in result:
-        return f'{result["cuda_peak_mib"]:.0f}', ''
-    return f'{result["peak_rss_mib"]:.0f}', f'+{result["peak_rss_mib"] - result["rss_before_mib"]:.0f}'
-
-
 def psnr(a, b):
     """PSNR (dB) of ``a`` against ``b``, both clamped to [0, 1]; inf when identical."""
     mse = F.mse_loss(a.float().clamp(0, 1), b.float().clamp(0, 1)).item()
     return float('inf') if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def _read_rgb(path, w, h):
+def parse_size(text):
+    """``'600x400'`` -> (600, 400)."""
+    w, h = (int(v) for v in text.lower().split('x'))
+    return w, h
+
+
+def demo_images(w, h, count, kind='low', root=DEMO_ROOT, first=0):
+    """Demo test images ``first`` .. ``first + count - 1`` (modulo their number) of ``kind`` (``low`` /
+    ``high``), each resized (bicubic) to (1, 3, ``h``, ``w``) RGB in [0, 1]; the data made if missing."""
     import cv2
     import numpy as np
 
-    img = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_CUBIC)
-    return torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
-
-
-def test_image(h, w, seed=0, root=DEMO_ROOT):
-    """A dim image (1, 3, h, w) in [0, 1]: a demo test image resized, or a smooth synthetic one.
-
-    Args:
-        h (int): Height.
-        w (int): Width.
-        seed (int): Which demo image (modulo their number), or the synthetic image's seed.
-        root (str): The demo data set. Default: :data:`DEMO_ROOT`.
-    """
-    files = sorted(glob.glob(os.path.join(ensure_demo_data(root), 'eval15', 'low', '*.png')))
-    if files:
-        return _read_rgb(files[seed % len(files)], w, h)
-    g = torch.Generator().manual_seed(seed)
-    base = F.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(h, w), mode='bicubic', align_corners=False)
-    return (0.15 * base).clamp(0, 1)
-
-
-def demo_images(w, h, count, kind='low', root=DEMO_ROOT):
-    """The first ``count`` demo test images of ``kind`` (``low`` / ``high``) resized to ``w`` x ``h``.
-
-    Raises:
-        FileNotFoundError: No demo data (``python datasets/make_demo_data.py`` makes it).
-    """
     files = sorted(glob.glob(os.path.join(ensure_demo_data(root), 'eval15', kind, '*.png')))
     if not files:
         raise FileNotFoundError(f'no demo images under {root}: run python datasets/make_demo_data.py first')
-    return [_read_rgb(p, w, h) for p in files[:count]]
+    out = []
+    for i in range(first, first + count):
+        img = cv2.cvtColor(cv2.imread(files[i % len(files)], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_CUBIC)
+        out.append(torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous())
+    return out
+
+
+def test_image(h, w, seed=0, root=DEMO_ROOT):
+    """Demo test image ``seed`` (modulo their number) resized to (1, 3, ``h``, ``w``)."""
+    return demo_images(w, h, 1, root=root, first=seed)[0]
 
 
 def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, is_train=False, losses=LOSS_NAMES):
-    """Options of a DeepSPGModel with random priors (nothing downloaded).
-
-    Args:
-        seg (str): Key of :data:`SEG_CONFIGS`.
-        clip (str): open_clip model name of the CLIP prior (training only).
-        preset (str): Key of :data:`PRESETS`.
-        extra (dict | None): Sections merged one level deep (``perf``, ``prior``, ``network_g``).
-        is_train (bool): Training options (losses, optimiser).
-        losses (tuple[str]): Losses on in training (names of :data:`LOSS_NAMES`).
-    """
+    """Options of a DeepSPGModel with random priors: ``seg`` a key of :data:`SEG_CONFIGS`, ``clip`` an
+    open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and with
+    ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
     config, sem_channels = SEG_CONFIGS[seg]
     opt = {
         'name': 'benchmark',
@@ -152,33 +131,21 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
         'perf': {},
     }
     if is_train:
-        all_losses = {
-            'pixel': ('pixel_opt', {'type': 'SPGPixelLoss', 'loss_weight': 1.0}),
-            'edge': ('edge_opt', {'type': 'SPGEdgeLoss', 'loss_weight': 1.0}),
-            'semantic': ('semantic_opt', {'type': 'SemanticKLLoss', 'loss_weight': 0.01}),
-            'clip': ('clip_opt', {'type': 'CLIPMultimodalLoss', 'loss_weight': 0.01}),
-        }
         opt['train'] = {
             'ema_decay': 0,
             'optim_g': {'type': 'Adam', 'lr': 3e-4, 'betas': [0.9, 0.999]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [10**6], 'gamma': 0.5},
         }
         for name in losses:
-            key, loss_opt = all_losses[name]
-            opt['train'][key] = loss_opt
+            key, kind, weight = LOSSES[name]
+            opt['train'][key] = {'type': kind, 'loss_weight': weight}
     for section, values in copy.deepcopy(extra or {}).items():
         opt.setdefault(section, {}).update(values)
     return opt
 
 
 def build(opt, device=None, seed=0):
-    """Build a DeepSPGModel, the enhancer's random weights drawn from ``seed`` (priors seed their own).
-
-    Args:
-        opt (dict): Options (:func:`model_options`).
-        device (torch.device | None): ``cpu`` forces ``num_gpu: 0``. Default: None.
-        seed (int): Seed of the enhancer's weights. Default: 0.
-    """
+    """The DeepSPGModel of ``opt``, enhancer weights drawn from ``seed``; ``device`` cpu: ``num_gpu: 0``."""
     import deepspg_basicsr  # noqa: F401  (registration before basicsr builds)
 
     from basicsr.models import build_model
@@ -191,16 +158,28 @@ def build(opt, device=None, seed=0):
 
 
 def run_pipeline(model, x, mode='inference'):
-    """The model's inference path (prior + enhancer + C2F, as ``DeepSPGModel.test``) on ``x``.
-
-    Args:
-        model: A DeepSPGModel.
-        x (Tensor): (B, 3, H, W) in [0, 1].
-        mode (str): ``inference`` (``inference_mode``), ``no_grad`` or ``grad``.
-    """
+    """``model.enhance`` (prior, enhancer, C2F) on ``x`` (B, 3, H, W) under ``inference_mode``,
+    ``no_grad`` or with ``grad``, per ``mode`` (``inference`` / ``no_grad`` / ``grad``)."""
     ctx = {'inference': torch.inference_mode, 'no_grad': torch.no_grad, 'grad': nullcontext}[mode]
     with ctx():
         return model.enhance(model.net_g, x)
+
+
+def made_once(path, make, what='exported'):
+    """``path``, made by ``make(path)`` unless it exists (exports are reused across runs)."""
+    if not os.path.isfile(path):
+        start = time.perf_counter()
+        make(path)
+        print(f'{what} {path} in {time.perf_counter() - start:.0f} s', flush=True)
+    return path
+
+
+def export_once(module, path, **kwargs):
+    """``module`` (one image input) exported to ONNX at ``path`` unless it exists (:func:`made_once`)."""
+    from deepspg_basicsr.export import export_model
+
+    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    return made_once(path, lambda p: export_model(module, (x0,), p, **kwargs))
 
 
 def paired_dataset(root, split='our485', **options):
@@ -236,14 +215,7 @@ def unfolded_pipeline(seg, device=None):
 
 
 def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
-    """Endless training batches of the paired data under ``root`` (shuffled by ``generator``).
-
-    Args:
-        gt_size (int): Crop size.
-        batch (int): Batch size.
-        root (str): A LOL-v1-style folder (``our485/{low,high}``). Default: the demo data.
-        generator (torch.Generator | None): Shuffling. Default: None.
-    """
+    """Endless training batches (``gt_size`` crops, flips) of ``root/our485`` (default: the demo data)."""
     ensure_demo_data(root)
     dataset = paired_dataset(root, gt_size=gt_size, use_hflip=True, use_rot=True)
     loader = torch.utils.data.DataLoader(
@@ -258,47 +230,26 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
 
 
 def train_breakdown(model, batches, repeats):
-    """Time the steps of ``DeepSPGModel.optimize_parameters``, in its order, ``repeats`` times.
+    """Seconds of each step of ``DeepSPGModel.optimize_parameters``, in its order, for ``repeats``
+    iterations on ``batches`` after one warm-up: step -> list."""
+    times, inner, dev = {}, {}, model.device
+    c2f = '  of which: C2F prior on the coarse result'
 
-    Args:
-        model: A DeepSPGModel with training options.
-        batches (iterator): Training batches (:func:`training_loader`).
-        repeats (int): Timed iterations (one more runs first as a warm-up).
-
-    Returns:
-        dict[str, list[float]]: Step -> seconds, the warm-up dropped.
-    """
-    import time
-
-    times = {}
-    dev = model.device
-
-    def timed(name, fn, *args, **kwargs):
+    def timed(name, fn, *args, into=times, **kwargs):
         sync(dev)
         start = time.perf_counter()
         out = fn(*args, **kwargs)
         sync(dev)
-        times.setdefault(name, []).append(time.perf_counter() - start)
+        into.setdefault(name, []).append(time.perf_counter() - start)
         return out
 
     for _ in range(repeats + 1):
         model.feed_data(timed('data loading (batch from the DataLoader, 0 workers)', next, batches))
         model.optimizer_g.zero_grad(set_to_none=True)
         feats = timed('prior on the input (no_grad)', model.sem_features, model.lq)
-        c2f_time = []
-
-        def c2f_prior(img, c2f_time=c2f_time):
-            sync(dev)
-            start = time.perf_counter()
-            out = model.c2f_features(img)
-            sync(dev)
-            c2f_time.append(time.perf_counter() - start)
-            return out
-
-        output = timed(
-            'enhancer forward (incl. C2F prior)', model._run_net, model.net_g, model.lq, feats, prior=c2f_prior
-        )
-        times.setdefault('  of which: C2F prior on the coarse result', []).append(sum(c2f_time))
+        prior = lambda img: timed(c2f, model.c2f_features, img, into=inner)  # noqa: E731
+        output = timed('enhancer forward (incl. C2F prior)', model._run_net, model.net_g, model.lq, feats, prior=prior)
+        times.setdefault(c2f, []).append(sum(inner.pop(c2f, [])))
         losses, gt = {}, model.gt
         with model.autocast():
             if model.cri_pix is not None:
@@ -340,17 +291,8 @@ PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, '
 
 
 def load_peer(path, cls='RetinexFormer', options=None, seed=0):
-    """A peer network class built from its own arch file, imported by path (never vendored).
-
-    Args:
-        path (str): The peer's arch file, e.g. Retinexformer's ``basicsr/models/archs/RetinexFormer_arch.py``.
-        cls (str): Class name in that file. Default: ``RetinexFormer``.
-        options (dict | None): Constructor keywords. Default: :data:`PEER_OPTIONS` (LOL-v1).
-        seed (int): Seed of the random weights. Default: 0.
-
-    Returns:
-        nn.Module: The network in eval mode.
-    """
+    """Class ``cls`` of a peer's own arch file ``path`` (imported by path, never vendored), built with
+    ``options`` (default :data:`PEER_OPTIONS`) and random weights of ``seed``, in eval mode."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'peer arch file not found: {path}')
     spec = importlib.util.spec_from_file_location('deepspg_bench_peer_arch', path)

@@ -1,17 +1,6 @@
-"""The one benchmark core: interleaved timing rounds, ratios, threads, the machine record, writers.
-
-Every section of ``deepspg-bench`` times through :func:`rounds` and reports through :class:`Report`:
-
-* :func:`rounds` calls each candidate once per round, in turn, after a warm-up of each, so that
-  drifting load on a shared machine hits every candidate alike; :class:`Timings` keeps the times
-  by round, and :meth:`Timings.ratio` divides a candidate by a reference **round by round** (the
-  median of the per-round ratios), never a median by a median of other rounds.
-* :func:`set_threads` fixes torch's (and, for ONNX Runtime sessions, the recorded) thread count;
-  :func:`machine_record` records the CPU, the threads, the versions and the load average.
-* :class:`Report` collects Markdown lines in named blocks plus a JSON record; :func:`update_docs`
-  replaces the blocks between ``<!-- bench:NAME:begin -->`` / ``<!-- bench:NAME:end -->`` markers
-  in whichever documents carry them.
-"""
+"""The one benchmark core: interleaved timing rounds (:func:`rounds`, ratios per round), the machine
+record, and :class:`Report` (Markdown blocks written between ``<!-- bench:NAME:begin/end -->`` markers
+by :func:`update_docs`). The method is in docs/BENCHMARKS.md."""
 
 import datetime
 import json
@@ -25,31 +14,20 @@ import sys
 import time
 import traceback
 
-#: Options that only say where a run reads its scratch files or writes its results: left out of the
-#: command a report records (a document names what was measured, not the folders of one machine).
+#: Options that only say where a run reads or writes files: left out of the command a report records.
 WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
 
 
 def _public_path(arg):
-    """``arg`` reduced to its file name when it is a path outside the working directory (absolute,
-    in a home folder or above the current folder), else unchanged."""
+    """``arg`` reduced to its file name when it is a path outside the working directory."""
     if arg.startswith(('/', '~', '../', '..\\')) or re.match(r'^[A-Za-z]:[\\/]', arg):
         return os.path.basename(arg.rstrip('/\\')) or arg
     return arg
 
 
 def public_command(argv, prefix='deepspg-bench'):
-    """The command line a report records: ``prefix`` and ``argv`` without :data:`WHERE_OPTIONS` (and
-    their values), every path outside the working directory reduced to its file name.
-
-    Args:
-        argv (list[str]): The arguments after ``prefix`` (the section first).
-        prefix (str): The program. Default: ``deepspg-bench``.
-
-    Returns:
-        str: The shell-quoted command, e.g. ``deepspg-bench peer --retinexformer RetinexFormer_arch.py``
-        for ``['peer', '--retinexformer', '/tmp/x/RetinexFormer_arch.py', '--json', '/tmp/x/p.json']``.
-    """
+    """The shell-quoted command ``prefix argv`` without :data:`WHERE_OPTIONS` (and their values),
+    every path outside the working directory reduced to its file name."""
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -72,11 +50,7 @@ def sync(device):
 
 
 class Timings(dict):
-    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s time in round ``r``.
-
-    Args:
-        times (dict[str, list[float]]): Name -> seconds per round (equal lengths).
-    """
+    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r``."""
 
     def __init__(self, times):
         super().__init__((k, list(v)) for k, v in times.items())
@@ -102,8 +76,11 @@ class Timings(dict):
         return statistics.median(self.per_round_ratios(name, ref))
 
     def fmt(self, name):
-        """``'1.234 s (1.10-1.50, n=5)'``."""
-        return fmt_seconds(self.times[name])
+        """``'1.234 s (1.10-1.50, n=5)'`` (``'(n=1)'`` for one round)."""
+        ts = self.times[name]
+        if len(ts) == 1:
+            return f'{ts[0]:.3f} s (n=1)'
+        return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
 
     def fmt_ratio(self, name, ref):
         """``'0.81x (0.78-0.85)'``: the median per-round ratio and its spread over the rounds."""
@@ -116,32 +93,10 @@ class Timings(dict):
         return {k: list(ts) for k, ts in self.items()}
 
 
-def fmt_seconds(ts):
-    """``'1.234 s (1.10-1.50, n=5)'`` for a list of seconds (``'(n=1)'`` for one)."""
-    if len(ts) == 1:
-        return f'{ts[0]:.3f} s (n=1)'
-    return f'{statistics.median(ts):.3f} s ({min(ts):.2f}-{max(ts):.2f}, n={len(ts)})'
-
-
 def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=False):
-    """Time callables in interleaved rounds.
-
-    After ``warmup`` untimed calls of each, ``repeats`` rounds call each candidate once, in the
-    order given, so that a change of load on a shared machine falls on all of them alike.
-
-    Args:
-        fns (dict[str, callable]): Name -> callable without arguments.
-        repeats (int): Rounds (timed calls of each).
-        warmup (int): Untimed calls of each first. Default: 1.
-        device (torch.device | None): Synchronised around each call when CUDA. Default: None.
-        before_each (callable | None): Called untimed before each timed call with the name
-            (e.g. to make a lazy session). Default: None.
-        keep_outputs (bool): Keep each candidate's return value of the last round in
-            ``Timings.outputs``. Default: False.
-
-    Returns:
-        Timings: The times by round.
-    """
+    """Time ``fns`` (name -> callable) in ``repeats`` interleaved rounds after ``warmup`` untimed
+    calls of each; ``before_each(name)`` runs untimed before each call (CUDA ``device``: synchronised);
+    ``keep_outputs``: the last round's results in ``Timings.outputs``."""
     if repeats < 1:
         raise ValueError(f'repeats must be >= 1, got {repeats}')
     for fn in fns.values():
@@ -166,11 +121,7 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=F
 
 
 def set_threads(threads):
-    """Set torch's intra-op threads (0: leave torch's default) and return the count in use.
-
-    Args:
-        threads (int): Threads for torch; ONNX Runtime sessions of the sections take the same.
-    """
+    """Set torch's intra-op threads (0: torch's default); returns the count in use."""
     import torch
 
     if threads and threads > 0:
@@ -195,16 +146,7 @@ def _cpu_name():
 
 
 def machine_record(threads=None):
-    """What the numbers were measured on.
-
-    Args:
-        threads (int | None): ONNX Runtime threads (recorded as given); None: torch's.
-
-    Returns:
-        dict: ``cpu``, ``logical_cores``, ``system``, ``python``, ``torch``, ``onnxruntime``
-        (None when not installed), ``torch_threads``, ``ort_threads``, ``cuda`` (device name or
-        None), ``load_start`` (1 / 5 / 15 min).
-    """
+    """What the numbers were measured on (``threads``: ONNX Runtime's, None: torch's)."""
     import torch
 
     try:
@@ -244,18 +186,8 @@ def markers(name):
 
 
 def replace_block(text, name, body, append=False):
-    """``text`` with the lines between block ``name``'s markers replaced by ``body``.
-
-    Args:
-        text (str): The document.
-        name (str): Block name.
-        body (str): New contents (without markers).
-        append (bool): Append the block at the end when the markers are absent (else the text
-            is returned unchanged). Default: False.
-
-    Returns:
-        tuple[str, bool]: The new text and whether the block was found (or appended).
-    """
+    """(``text`` with block ``name``'s contents replaced by ``body``, whether it was found); ``append``:
+    add the block at the end when its markers are absent."""
     begin, end = markers(name)
     block = f'{begin}\n{body.strip()}\n{end}'
     if begin in text and end in text:
@@ -267,15 +199,8 @@ def replace_block(text, name, body, append=False):
 
 
 def update_docs(blocks, docs):
-    """Write each block into every document that has its markers.
-
-    Args:
-        blocks (dict[str, str]): Block name -> Markdown.
-        docs (list[str]): Document paths.
-
-    Returns:
-        dict[str, list[str]]: Block name -> the documents it was written to.
-    """
+    """Write each block (name -> Markdown) into every document of ``docs`` with its markers;
+    returns name -> the documents written."""
     written = {name: [] for name in blocks}
     for path in docs:
         if not os.path.isfile(path):
@@ -312,14 +237,8 @@ def write_json(path, data):
 
 
 class Report:
-    """Markdown lines in named blocks, printed as they come, and a JSON record.
-
-    Args:
-        section (str): The section's name (the first block's name). Default: ``report``.
-        argv (list[str] | None): The command's arguments, for the header line. Default: ``sys.argv[1:]``.
-        machine (dict | None): :func:`machine_record`. Default: made now.
-        quiet (bool): Do not print. Default: False.
-    """
+    """Markdown lines in named blocks (the first: ``section``), printed unless ``quiet``, and a JSON
+    record ``data``; ``argv`` (default ``sys.argv[1:]``) and ``machine`` (default: now) head each block."""
 
     def __init__(self, section='report', argv=None, machine=None, quiet=False):
         self.section = section
@@ -333,12 +252,7 @@ class Report:
         self.started = time.perf_counter()
 
     def block(self, name, provenance=True):
-        """Start (or continue) block ``name``: the following lines go there.
-
-        Args:
-            name (str): Block name (its markers in the docs: :func:`markers`).
-            provenance (bool): Open a new block with :meth:`provenance`. Default: True.
-        """
+        """Start (or continue) block ``name``; a new one opens with :meth:`provenance` unless not ``provenance``."""
         new = name not in self.blocks
         self.current = name
         self.blocks.setdefault(name, [])
@@ -369,6 +283,11 @@ class Report:
             )
         self()
 
+    def note(self, text):
+        """A paragraph: ``text`` and a blank line."""
+        self(text)
+        self()
+
     def table(self, header, rows):
         """A Markdown table."""
         self('| ' + ' | '.join(header) + ' |')
@@ -376,6 +295,10 @@ class Report:
         for row in rows:
             self('| ' + ' | '.join(str(c) for c in row) + ' |')
         self()
+
+    def timings(self, header, t, ref=None):
+        """A table of :class:`Timings` ``t``: name, latency (and the ratio to ``ref`` per round)."""
+        self.table(header, [[k, t.fmt(k)] + ([t.fmt_ratio(k, ref)] if ref is not None else []) for k in t])
 
     def failure(self, what):
         """The traceback of the exception being handled, as a Markdown block titled ``what``."""

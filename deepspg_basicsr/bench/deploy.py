@@ -1,29 +1,14 @@
 """Section ``deploy``: torch eager, ONNX Runtime fp32 / int8 and the output-changing levers.
 
-Blocks ``deploy`` (docs/BENCHMARKS.md) and ``deploy-summary`` (docs/DEPLOY.md); the figure of
-latency against output change (``--plot``, default ``docs/figures/deploy_latency_vs_change.png``).
-
-Every configuration runs the whole inference pipeline (prior on the input, enhancer, prior on
-the coarse result, decoder: ``DeepSPGModel.test``) on the demo test images resized to each size,
-timed in the same interleaved rounds (:func:`~.core.rounds`, one warm-up each); every latency is
-given as the median of its per-round ratios to one fp32 torch HRNet forward (backbone + FCN head,
-NCHW). The output
-change of each configuration is measured against the fp32 torch default output on the same
-images: max / mean absolute difference and PSNR of the clamped outputs. **The networks have
-random weights** (nothing is downloaded): the prior's features and so the output changes are
-those of a random HRNet, not of the ADE20K one; latencies do not depend on the weights.
-
-Usage::
-
-    deepspg-bench deploy --out /tmp/deploy.md          # HRNet-W48, 600x400 and 1920x1080
-    deepspg-bench deploy --quick                        # HRNet-W18-small, small sizes
+Blocks ``deploy`` (docs/BENCHMARKS.md, which says how it measures) and ``deploy-summary``
+(docs/DEPLOY.md); the figure of latency against output change (``--plot``). **Random weights.**
 """
 
 import copy
 import gc
+import math
 import os
 import statistics
-import time
 
 import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 
@@ -31,28 +16,26 @@ import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
 from deepspg_basicsr.deploy.ort_backend import OrtSession
 from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 from deepspg_basicsr.deploy.quantize import quantize_int8
-from deepspg_basicsr.export import export_model
 
 import torch
 
-from .common import ROOT, load_peer, model_options, psnr, unfolded_pipeline
+from .common import (
+    PERF,
+    ROOT,
+    build,
+    demo_images,
+    export_once,
+    load_peer,
+    made_once,
+    model_options,
+    parse_size,
+    psnr,
+    unfolded_pipeline,
+)
 from .common import SEG_CONFIGS as SEG
-from .common import build as _build
-from .common import demo_images as _demo_images
 from .core import rounds
 
 CPU = torch.device('cpu')
-
-
-def build(seg, perf=None):
-    """The base-preset model of prior ``seg`` on the CPU (enhancer weights seed 0) with ``perf`` options."""
-    return _build(model_options(seg, extra={'perf': perf or {}}), CPU)
-
-
-def demo_images(sizes, count, kind='low'):
-    """(w, h) -> the first ``count`` demo test images of ``kind`` resized to it."""
-    return {(w, h): _demo_images(w, h, count, kind) for w, h in sizes}
-
 
 #: Row names shared by the report and the targets.
 HRNET = 'HRNet forward (fp32, torch)'
@@ -64,41 +47,28 @@ PEER_CL = 'Retinexformer LOL-v1 (torch fp32, channels_last)'
 
 
 class _PriorPass(torch.nn.Module):
-    """The prior's branches 0-2 alone (what one prior pass of the pipeline computes), for the floor row."""
+    """One prior pass of the pipeline alone (its branches' features), for the floor row."""
 
-    def __init__(self, prior, branches):
+    def __init__(self, pipe):
         super().__init__()
-        self.prior, self.branches = prior, branches
+        self.pipe = pipe
 
     def forward(self, x):
-        return tuple(self.prior(x, return_logits=False, branches=self.branches)['feats'])
-
-
-def _export_prior_pass(prior, branches, path):
-    x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-    export_model(_PriorPass(prior, branches).eval(), (x0,), path, output_names=[f'f{b}' for b in branches])
+        return tuple(self.pipe.features(x, 1.0))
 
 
 def _ort_exports(args, work, tag, net, prior, branches, variants):
-    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f)``
+    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
     once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths = {}
+    paths, calib = {}, demo_images(*args.calib_size, 4)
     for name, (s1, s2, c2f, int8) in variants.items():
-        path = os.path.join(work, f'{tag}_{name}.onnx')
-        if not os.path.isfile(path):
-            t0 = time.perf_counter()
-            one = copy.deepcopy(net)
-            one.c2f = c2f
-            pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-            export_model(pipe, (x0,), path)
-            print(f'exported {path} in {time.perf_counter() - t0:.0f} s', flush=True)
-        paths[name] = path
+        one = copy.deepcopy(net)
+        one.c2f = c2f
+        pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
+        paths[name] = export_once(pipe, os.path.join(work, f'{tag}_{name}.onnx'))
         if int8:
             q = os.path.join(work, f'{tag}_{name}_int8.onnx')
-            if not os.path.isfile(q):
-                quantize(path, q, demo_images([(args.calib_size[0], args.calib_size[1])], 4))
-            paths[name + '_int8'] = q
+            paths[name + '_int8'] = made_once(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
     return paths
 
 
@@ -111,10 +81,8 @@ ORT_VARIANTS = {
 
 
 class LazyOrt:
-    """An ONNX Runtime session made on first use (outside the timer: :func:`measure` calls
-    :meth:`prepare`) and dropped by :meth:`release`: with the CPU memory arena on (measured 20 %
-    faster at 600x400 than off), every session keeps its largest run's memory, which for a dozen
-    sessions at 1920x1080 is more than 24 GiB; at the large sizes each is released after its run."""
+    """An ONNX Runtime session made on first use (:meth:`prepare`, untimed) and dropped by
+    :meth:`release` (with the memory arena on, a dozen sessions at 1920x1080 fill 24 GiB)."""
 
     def __init__(self, path, threads, arena):
         self.path, self.threads, self.arena, self.session = path, threads, arena, None
@@ -129,6 +97,12 @@ class LazyOrt:
     def __call__(self, x):
         self.prepare()
         return self.session.run(x)[0]
+
+
+def release_all(configs):
+    """Drop the ONNX Runtime sessions (:class:`LazyOrt`) among the rows ``configs``."""
+    for fn, _, _ in configs.values():
+        getattr(fn, 'release', lambda: None)()
 
 
 def pipeline_configs(args, work, tag, model, net, perf_model=None):
@@ -155,46 +129,37 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
     lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
     wrap = (lambda fn: fn) if perf_model is not None else bf16
     perf_net = lossy.get_bare_model(lossy.net_g).eval()
-    configs = {
-        REF: (lambda x: model.enhance(net, x), 'reference', True),
-        'torch, bf16 autocast + channels_last (perf.amp)': (wrap(lambda x: lossy.enhance(perf_net, x)), 'lever', False),
-        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': (wrap(scaled(lossy, 0.5, 0.5)), 'lever', False),
-        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': (
-            wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
-            'lever',
-            False,
-        ),
-        'torch, seg_scale 0.5, c2f_seg_scale 1': (scaled(model, 0.5, 1.0), 'lever', False),
-        'torch, seg_scale 0.5 (both prior passes)': (scaled(model, 0.5, 0.5), 'lever', False),
-        'torch, C2F off (one pass)': (lambda x: model.enhance(net, x, c2f=False), 'lever', False),
+    levers = {
+        'torch, bf16 autocast + channels_last (perf.amp)': wrap(lambda x: lossy.enhance(perf_net, x)),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': wrap(scaled(lossy, 0.5, 0.5)),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
+        'torch, seg_scale 0.5, c2f_seg_scale 1': scaled(model, 0.5, 1.0),
+        'torch, seg_scale 0.5 (both prior passes)': scaled(model, 0.5, 0.5),
+        'torch, C2F off (one pass)': lambda x: model.enhance(net, x, c2f=False),
     }
     variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
     paths = _ort_exports(args, work, tag, net, prior, branches, variants)
-
-    def ort(path):
-        return LazyOrt(path, args.threads, not args.no_arena)
-
-    named = {
-        ORT_FP32: ('default', 'output-preserving', True),
-        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': ('seg05', 'lever', False),
-        'ONNX Runtime int8 (static QDQ, all Conv), default': ('default_int8', 'lever', False),
-        'ONNX Runtime int8, seg_scale 0.5 (both passes)': ('seg05_int8', 'lever', False),
-        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': ('seg05_1pass_int8', 'lever', False),
+    ort = {  # row -> the export it runs
+        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': 'seg05',
+        'ONNX Runtime int8 (static QDQ, all Conv), default': 'default_int8',
+        'ONNX Runtime int8, seg_scale 0.5 (both passes)': 'seg05_int8',
+        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': 'seg05_1pass_int8',
     }
-    for name, (key, kind, preserving) in named.items():
-        if key in paths:
-            configs[name] = (ort(paths[key]), kind, preserving)
+    session = lambda key: LazyOrt(paths[key], args.threads, not args.no_arena)  # noqa: E731
+    configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
+    configs.update({name: (fn, 'lever', False) for name, fn in levers.items()})
+    configs[ORT_FP32] = (session('default'), 'output-preserving', True)
+    configs.update({name: (session(key), 'lever', False) for name, key in ort.items() if key in paths})
     return configs
 
 
 def build_configs(args, work):
     """The latency section's rows (random weights, ``args.seg``): the denominator, the pipeline rows,
     the prior-pass floor and the peer network."""
-    model = build(args.seg)  # perf defaults: prior BN folded, channels-last (CPU)
+    model = build(model_options(args.seg), CPU)  # perf defaults: prior BN folded, channels-last (CPU)
     net = model.get_bare_model(model.net_g).eval()
     before, plain = unfolded_pipeline(args.seg, CPU)  # before issue 10, the same random weights
-    perf_model = build(args.seg, {'amp': 'bf16', 'channels_last': True})
-    branches = model.seg_branches
+    perf_model = build(model_options(args.seg, extra={'perf': PERF}), CPU)
 
     configs = {HRNET: (lambda x: plain.seg_prior(x)['logits'], 'denominator', None)}
     if args.retinexformer:  # early in the round: never right after an ONNX Runtime session's run
@@ -206,12 +171,10 @@ def build_configs(args, work):
     configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
     if args.quick:  # one export (the pipeline) is enough to check the plumbing
         return configs
-    prior_path = os.path.join(work, f'{args.seg}_prior_pass.onnx')
-    if not os.path.isfile(prior_path):
-        t0 = time.perf_counter()
-        _export_prior_pass(model.seg_prior, branches, prior_path)
-        print(f'exported {prior_path} in {time.perf_counter() - t0:.0f} s', flush=True)
-    configs[PRIOR_PASS] = (LazyOrt(prior_path, args.threads, not args.no_arena), 'floor', None)
+    pass_ = _PriorPass(DeepSPGPipeline(net, model.seg_prior, model.seg_branches)).eval()
+    names = [f'f{b}' for b in model.seg_branches]
+    path = export_once(pass_, os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
+    configs[PRIOR_PASS] = (LazyOrt(path, args.threads, not args.no_arena), 'floor', None)
     return configs
 
 
@@ -221,13 +184,6 @@ def trained_configs(args, work):
 
     enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
     return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
-
-
-def quantize(src, dst, calib):
-    """Static int8 quantisation (:func:`~deepspg_basicsr.deploy.quantize.quantize_int8`) on the demo images."""
-    t0 = time.perf_counter()
-    quantize_int8(src, dst, next(iter(calib.values())))
-    print(f'quantised {dst} in {time.perf_counter() - t0:.0f} s', flush=True)
 
 
 def measure(configs, images, repeats, warmup=True, release=False):
@@ -243,12 +199,11 @@ def measure(configs, images, repeats, warmup=True, release=False):
         outputs = {k: [times.outputs[k].float().clamp(0, 1)] for k in keep}
         times.outputs = {}
         if release and len(images) == 1:
-            for fn, _, _ in configs.values():
-                getattr(fn, 'release', lambda: None)()
+            release_all(configs)
         for name in outputs:
             outputs[name] += [configs[name][0](img).float().clamp(0, 1) for img in images[1:]]
             if release:
-                getattr(configs[name][0], 'release', lambda: None)()
+                release_all({name: configs[name]})
     return times, outputs
 
 
@@ -266,24 +221,16 @@ def targets(results, trained_changes=None):
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
     ratio = {k: times.ratio(k, HRNET) for k in times}
-    rows = []
-    if ORT_FP32 in ratio:
-        rows.append(
-            (
-                f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward '
-                f'({size[0]}x{size[1]})',
-                f'{ratio[ORT_FP32]:.2f}x',
-                'met' if ratio[ORT_FP32] <= 1.0 else 'missed',
-            )
+    rows, ort, floor = [], ratio.get(ORT_FP32), 2 * ratio.get(PRIOR_PASS, math.nan)
+    if ort is not None:
+        target = (
+            f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward ({size[0]}x{size[1]})'
         )
+        rows.append((target, f'{ort:.2f}x', 'met' if ort <= 1.0 else 'missed'))
     if PRIOR_PASS in ratio:
-        rows.append(
-            (
-                'floor of any exact (fp32, full-resolution prior) pipeline: two ONNX Runtime prior passes alone',
-                f'{2 * ratio[PRIOR_PASS]:.2f}x',
-                'above 1.0x: target 1 cannot be met without changing the output' if 2 * ratio[PRIOR_PASS] > 1 else '',
-            )
-        )
+        target = 'floor of any exact (fp32, full-resolution prior) pipeline: two ONNX Runtime prior passes alone'
+        verdict = 'above 1.0x: target 1 cannot be met without changing the output' if floor > 1 else ''
+        rows.append((target, f'{floor:.2f}x', verdict))
     judged = trained_changes if trained_changes is not None else changes
     basis = 'the trained model' if trained_changes is not None else 'random weights'
     readings = (
@@ -294,14 +241,9 @@ def targets(results, trained_changes=None):
         ok = [(ratio[k], k) for k, ch in judged.items() if k in LEVERS and k in ratio and keep(ch[3])]
         if ok:
             best, name = min(ok)
-            rows.append(
-                (
-                    f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading} '
-                    "of the fp32 output's, <= 0.5x",
-                    f'{name}: {best:.2f}x (ΔPSNR {judged[name][3]:+.2f} dB)',
-                    'met' if best <= 0.5 else 'missed',
-                )
-            )
+            target = f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading}'
+            measured = f'{name}: {best:.2f}x (ΔPSNR {judged[name][3]:+.2f} dB)'
+            rows.append((f"{target} of the fp32 output's, <= 0.5x", measured, 'met' if best <= 0.5 else 'missed'))
     return rows
 
 
@@ -311,7 +253,7 @@ LEVERS = set()
 
 def report(rep, args, results, trained=None):
     """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
-    rep(
+    rep.note(
         '**Random weights** (enhancer and prior): latencies do '
         'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
         'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
@@ -324,31 +266,26 @@ def report(rep, args, results, trained=None):
         f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
         f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
     )
-    rep()
     change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
 
     def cells(ch):
         return ['', '', '', ''] if ch is None else [f'{ch[0]:.2e}', f'{ch[1]:.2e}', f'{ch[2]:.1f}', f'{ch[3]:+.3f}']
 
     for (w, h), (times, changes, n_img) in results.items():
-        rep(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
-        rep()
+        rep.note(f'### {w}x{h} (output change over {n_img} image{"s" if n_img > 1 else ""})')
         rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), *cells(changes.get(n))] for n in times]
         rep.table(['configuration', 'latency', 'vs HRNet forward', *change], rows)
     if trained is not None:
         (w, h), n_img, changes, ref_gt = trained
-        rep(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
-        rep()
-        rep(
+        rep.note(f'### Output change on a trained model ({w}x{h}, {n_img} demo test images)')
+        rep.note(
             f'`--trained {" ".join(args.trained)}`: the same levers on that option file and checkpoint (its own prior, '
             f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
         )
-        rep()
         rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
     rows = targets(results, None if trained is None else trained[2])
     if rows:
-        rep('Targets:')
-        rep()
+        rep.note('Targets:')
         rep.table(['target', 'measured', ''], rows)
 
 
@@ -362,10 +299,8 @@ def plot(results, path):
     order = list(dict.fromkeys(k for _, changes, _ in results.values() for k in changes))  # one style per row
     for ax, ((w, h), (times, changes, _)) in zip(axes[0], results.items()):
         for name, ch in changes.items():
-            i = order.index(name)
-            ratio = times.ratio(name, HRNET)
-            color = plt.cm.tab20(i % 20)
-            ax.scatter(ratio, min(ch[2], 120.0), s=40, marker='os^vD<>ph*'[i % 10], color=color, label=name)
+            i, ratio, y = order.index(name), times.ratio(name, HRNET), min(ch[2], 120.0)
+            ax.scatter(ratio, y, s=40, marker='os^vD<>ph*'[i % 10], color=plt.cm.tab20(i % 20), label=name)
         for name, style in ((PEER, ':'), (PRIOR_PASS, '-.')):
             if name in times:
                 ax.axvline(times.ratio(name, HRNET), color='k', lw=0.8, ls=style, label=name)
@@ -406,25 +341,9 @@ def add_arguments(parser):
     parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
     parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
-    parser.add_argument(
-        '--retinexformer',
-        metavar='FILE',
-        help="Retinexformer's basicsr/models/archs/RetinexFormer_arch.py (from its repository; needs einops): "
-        'its LOL-v1 network is timed in the same rounds',
-    )
-    parser.add_argument(
-        '--trained',
-        nargs=2,
-        metavar=('OPT', 'WEIGHTS'),
-        help="also measure every lever's output change on this trained option file + checkpoint (e.g. the demo "
-        "training's), on the first size; the second target is judged by these PSNR changes",
-    )
-    parser.add_argument(
-        '--no-arena',
-        action='store_true',
-        help="ONNX Runtime's memory arena off (slower; the sessions are released after each use at the sizes above "
-        '1 MPixel anyway)',
-    )
+    parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py: its row")
+    parser.add_argument('--trained', nargs=2, metavar=('OPT', 'WEIGHTS'), help='output changes of a trained model too')
+    parser.add_argument('--no-arena', action='store_true', help="ONNX Runtime's memory arena off (slower)")
     parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
 
 
@@ -439,15 +358,14 @@ def run(rep, args):
     os.makedirs(args.work, exist_ok=True)
     configs = build_configs(args, args.work)
     LEVERS.update(k for k, (_, _, preserving) in configs.items() if preserving is False)
-    sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes]
-    images = demo_images(sizes, max(args.images))
-    truths = demo_images(sizes, max(args.images), 'high')
+    sizes = [parse_size(s) for s in args.sizes]
+    images = {size: demo_images(*size, max(args.images)) for size in sizes}
+    truths = {size: demo_images(*size, max(args.images), 'high') for size in sizes}
     results = {}
     for i, (size, repeats, n_img) in enumerate(zip(sizes, args.size_repeats, args.images)):
         large = size[0] * size[1] > 1_000_000
         if large:  # free the smaller sizes' ONNX Runtime arenas first (a dozen of them fill 24 GiB)
-            for fn, _, _ in configs.values():
-                getattr(fn, 'release', lambda: None)()
+            release_all(configs)
             gc.collect()
         rows = {k: v for k, v in configs.items() if not (large and k in SMALL_ONLY_ROWS)}
         warm = i == 0 and not args.no_warmup
@@ -490,8 +408,7 @@ def summary(rep, results):
     peer = lambda n: times.fmt_ratio(n, PEER_CL) if PEER_CL in times and n != PEER_CL else ''  # noqa: E731
     psnr_cell = lambda n: '' if changes.get(n) is None else f'{changes[n][2]:.1f}'  # noqa: E731
     rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), peer(n), psnr_cell(n)] for n in keep if n in times]
-    rep(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
-    rep()
+    rep.note(f"{size[0]}x{size[1]}, random weights, the `deploy` section's rounds (docs/BENCHMARKS.md has every row).")
     rep.table(
         ['configuration', 'latency', 'vs one HRNet forward', 'vs Retinexformer channels-last', 'PSNR vs fp32 (dB)'],
         rows,

@@ -1,10 +1,7 @@
 """Section ``inference``: the speed levers of inference at 600x400 (CPU; CUDA rows when there is one).
 
-Blocks: ``inference-latency`` (the HRNet-W48 forward, the enhancer alone and the whole pipeline in
-the configurations of :data:`~.common.CONFIGS`), ``inference-levers`` (no-graph, C2F reuse, cached
-CLIP text, channels-last and bf16, torch.compile) and ``inference-seg-scale`` (the prior at reduced
-resolution: time, feature fidelity, output change). **Random weights**; every table's rows are timed
-in the same interleaved rounds (:func:`~.core.rounds`), ratios per round.
+Blocks ``inference-latency``, ``inference-levers`` and ``inference-seg-scale`` (docs/BENCHMARKS.md).
+**Random weights**; every table's rows timed in the same interleaved rounds, ratios per round.
 """
 
 import copy
@@ -16,7 +13,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, psnr, run_pipeline, test_image
+from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
 from .core import rounds
 
 
@@ -28,7 +25,7 @@ def add_arguments(parser):
 
 
 def saved_activation_mib(fn):
-    """Run ``fn`` and return (its result, MiB of distinct tensors autograd saved for backward)."""
+    """MiB of the distinct tensors autograd saves for backward while ``fn`` runs."""
     seen = {}
 
     def pack(t):
@@ -37,20 +34,22 @@ def saved_activation_mib(fn):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values()) / 2**20
+        fn()
+    return sum(seen.values()) / 2**20
 
 
 def cosine_and_rel_l2(a, b):
-    """Mean per-pixel cosine similarity over channels and relative L2 ``|a - b| / |b|``."""
-    a, b = a.float(), b.float()
+    """Mean per-pixel cosine similarity over channels and relative L2 ``|a - b| / |b|``, ``a`` resized
+    (bilinear) to ``b``'s size first."""
+    a = F.interpolate(a.float(), size=b.shape[-2:], mode='bilinear', align_corners=False)
+    b = b.float()
     return F.cosine_similarity(a, b, dim=1).mean().item(), ((a - b).norm() / b.norm()).item()
 
 
 def run(rep, args):
     if args.quick:
         args.seg, args.size = 'HRNet-W18-small', '96x64'
-    args.w, args.h = (int(v) for v in args.size.lower().split('x'))
+    args.w, args.h = parse_size(args.size)
     blocks = {'latency': section_latency, 'levers': section_levers, 'seg_scale': section_seg_scale}
     for name in args.only or blocks:
         blocks[name](rep, args)
@@ -58,7 +57,7 @@ def run(rep, args):
 
 def section_latency(rep, args):
     rep.block('inference-latency')
-    rep(
+    rep.note(
         'Whole pipeline = what `DeepSPGModel.test` runs: HRNet-W48 backbone on the input, the enhancer, HRNet-W48 '
         'backbone on the coarse result, the decoder again (C2F). Configurations: '
         + '; '.join(f'`{k}` = `{json.dumps(v)}`' for k, v in CONFIGS.items())
@@ -66,7 +65,6 @@ def section_latency(rep, args):
         'rounds after one warm-up; ratios are medians of the per-round ratios; the 1920x1080 rows are in the '
         '`memory` section (one subprocess each).'
     )
-    rep()
     for device in devices():
         _latency_600x400(rep, args, device)
 
@@ -129,49 +127,43 @@ def section_levers(rep, args):
     h, w = args.h, args.w
     x = test_image(h, w)
     rep.block('inference-levers')
-    rep(
+    rep.note(
         f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}. Variants are timed interleaved '
         f'(round-robin after one warm-up each); medians of {n}, (min-max) in brackets. "Saved for backward" sums '
         'the distinct tensors autograd keeps for the backward pass (`torch.autograd.graph.saved_tensors_hooks`), '
         "a deterministic measure of a graph's memory. The `no_grad` / `inference_mode` rows are in the latency "
         'table above.'
     )
-    rep()
     model = build(model_options(args.seg))
     net, prior = model.net_g.eval(), model.seg_prior
     feats = model.sem_features(x)
 
-    rep('### 1. No gradient graph where none is needed')
-    rep()
-    rows = []
-    _, mib = saved_activation_mib(lambda: prior(x, return_logits=False))
-    rows.append(
-        ['prior on the input (lq needs no grad; prior frozen)', f'{mib:.0f}', 'no graph, with or without no_grad']
-    )
-    _, mib = saved_activation_mib(lambda: prior(x)['logits'])
-    rows.append(['prior on the ground truth (semantic-loss target)', f'{mib:.0f}', 'no graph, with or without no_grad'])
-    _, mib = saved_activation_mib(lambda: prior(x.clone().requires_grad_(True))['logits'])
-    rows.append(['prior on the output (semantic loss; gradient to the output)', f'{mib:.0f}', 'needed'])
+    rep.note('### 1. No gradient graph where none is needed')
+    no_graph, on_output = 'no graph, with or without no_grad', lambda: prior(x.clone().requires_grad_(True))
+    rows = [
+        ['prior on the input (lq needs no grad; prior frozen)', lambda: prior(x, return_logits=False), no_graph],
+        ['prior on the ground truth (semantic-loss target)', lambda: prior(x), no_graph],
+        ['prior on the output (semantic loss; gradient to the output)', on_output, 'needed'],
+    ]
+    rows = [[label, f'{saved_activation_mib(fn):.0f}', note] for label, fn, note in rows]
     net.train()
-    _, before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
-    _, after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
+    before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
+    after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
     net.eval()
     rows.append(['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''])
     rows.append(
         ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}']
     )
     rep.table(['training forward', 'saved for backward (MiB)', 'note'], rows)
-    rep(
+    rep.note(
         "The priors' weights are frozen, so a prior pass on an input that needs no gradient (lq, gt) builds no "
         'graph even outside `no_grad`: there `no_grad` is a guarantee, not a saving. The graph that was not needed '
         'was the C2F coarse pass: its output reaches the result only through the prior under `no_grad`, so no '
         'gradient can flow back through it. It now runs without a graph (`DeepSPG.forward(coarse_grad=False)`); '
         'output and gradients are bit-identical (tests/test_perf_levers.py).'
     )
-    rep()
 
-    rep('### 2. Prior passes and the C2F pass')
-    rep()
+    rep.note('### 2. Prior passes and the C2F pass')
     calls = []
     hook = prior.register_forward_pre_hook(lambda *a: calls.append(1))
     run_pipeline(model, x)
@@ -188,8 +180,8 @@ def section_levers(rep, args):
 
     assert torch.equal(two_passes(), reuse())
     t = rounds({'two full passes (before)': two_passes, 'encoder reused (after, default)': reuse}, n)
-    rep.table(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
-    rep(
+    rep.timings(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], t)
+    rep.note(
         f'Prior passes per image at inference: {len(calls)} (the input; the coarse result, for C2F), both '
         'backbone-only (`return_logits=False`; the decode head runs only for the semantic loss; compare the first '
         'two rows of the latency table). Per training iteration: 4 (input; coarse result; output, with grad, for '
@@ -198,122 +190,91 @@ def section_levers(rep, args):
         'once per batch and serve all three SEM scales. The C2F pass reuses the illumination estimate and the '
         'encoder (only the decoder sees the prior): output identical (asserted).'
     )
-    rep()
 
-    rep('### 3. Cached CLIP text embeddings')
-    rep()
+    rep.note('### 3. Cached CLIP text embeddings')
     clip = build_clip_prior({'clip_model': 'DeepSPG-CLIP-tiny' if args.quick else 'ViT-B-16', 'clip_pretrained': None})
-    assert torch.equal(clip.encode_text(clip.prompts), clip.text_embeddings(clip.prompts))
-    t = rounds(
-        {
-            're-encode the 2 prompts every iteration': lambda: clip.encode_text(clip.prompts),
-            'cached (default)': lambda: clip.text_embeddings(clip.prompts),
-        },
-        n,
-    )
-    rep.table(['CLIP text tower, 2 prompts', 'latency'], [[k, t.fmt(k)] for k in t])
+    encode, cached = (lambda: clip.encode_text(clip.prompts)), (lambda: clip.text_embeddings(clip.prompts))
+    assert torch.equal(encode(), cached())
+    t = rounds({'re-encode the 2 prompts every iteration': encode, 'cached (default)': cached}, n)
+    rep.timings(['CLIP text tower, 2 prompts', 'latency'], t)
 
-    rep('### 4-5. channels_last and mixed precision (bf16 autocast)')
-    rep()
+    rep.note('### 4-5. channels_last and mixed precision (bf16 autocast)')
     rows = []
-    for part, module in ((f'{args.seg} backbone', prior), ('DeepSPG base, one pass', net)):
-        fns = {}
+    xs = {'NCHW': x, 'channels_last': x.contiguous(memory_format=torch.channels_last)}
+    parts = (
+        (f'{args.seg} backbone', prior, (), {'return_logits': False}),
+        ('DeepSPG base, one pass', net, (feats,), {}),
+    )
+    for part, module, extra, kw in parts:
         copies = {'NCHW': module, 'channels_last': copy.deepcopy(module).to(memory_format=torch.channels_last)}
-        xs = {'NCHW': x, 'channels_last': x.contiguous(memory_format=torch.channels_last)}
+        fns = {}
         for fmt, mod in copies.items():
             for amp in ('fp32', 'bf16'):
-                if module is prior:
-                    call = lambda mod=mod, xi=xs[fmt]: mod(xi, return_logits=False)  # noqa: E731
-                else:
-                    call = lambda mod=mod, xi=xs[fmt]: mod(xi, feats)  # noqa: E731
+                call = lambda mod=mod, xi=xs[fmt], extra=extra, kw=kw: mod(xi, *extra, **kw)  # noqa: E731
                 fns[(fmt, amp)] = lambda call=call, amp=amp: _nograd(call, amp == 'bf16')
         t = rounds(fns, n)
         rows += [[part, fmt, amp, t.fmt((fmt, amp)), t.fmt_ratio((fmt, amp), ('NCHW', 'fp32'))] for fmt, amp in t]
         del copies
     rep.table(['part (no_grad)', 'memory format', 'precision', 'latency', 'time vs NCHW fp32'], rows)
-    rep(
+    rep.note(
         'Agreement (tests/test_perf_levers.py): channels_last within 1e-5 of NCHW in fp32 (enhancer, prior, and the '
         'whole model); bf16 within the PSNR tolerance stated there. Both levers help both parts, and most '
         'together, hence the `perf` configuration.'
     )
-    rep()
 
     if args.compile:
         from deepspg_basicsr.archs.deepspg_arch import DeepSPG
 
-        rep('### 6. torch.compile (enhancer, inductor)')
-        rep()
+        rep.note('### 6. torch.compile (enhancer, inductor)')
         eager = DeepSPG().eval()
         compiled = copy.deepcopy(eager)
         compiled.compile()
+        fns = {
+            name: (lambda m=m: _nograd(lambda: m(x, feats))) for name, m in (('eager', eager), ('compiled', compiled))
+        }
         start = time.perf_counter()
-        out = _nograd(lambda: compiled(x, feats))
+        out = fns['compiled']()
         compile_s = time.perf_counter() - start
-        diff = (out - _nograd(lambda: eager(x, feats))).abs().max().item()
-        t = rounds(
-            {
-                'eager': lambda: _nograd(lambda: eager(x, feats)),
-                'compiled': lambda: _nograd(lambda: compiled(x, feats)),
-            },
-            n,
-        )
-        rep.table(['DeepSPG base, one pass, fp32, no_grad', 'latency'], [[k, t.fmt(k)] for k in t])
+        diff = (out - fns['eager']()).abs().max().item()
+        t = rounds(fns, n)
+        rep.timings(['DeepSPG base, one pass, fp32, no_grad', 'latency'], t)
         speedup = 1 / t.ratio('compiled', 'eager')
-        rep(
+        rep.note(
             f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
             'run compiled the same graph; a cold compile took about 3 minutes on a 2-core CPU); '
             f'max |compiled - eager| {diff:.1e}; steady-state speed-up '
             f'{speedup:.2f}x. Every new input size recompiles (or use `perf.compile: {{dynamic: true}}`), so it '
             'pays off only for long runs at a fixed size (training crops); off by default.'
         )
-        rep()
 
 
 # ---- seg_scale ------------------------------------------------------------------------------------
 def section_seg_scale(rep, args):
     h, w = args.h, args.w
     rep.block('inference-seg-scale')
-    rep(
+    rep.note(
         f'Input 1x3x{h}x{w} (a demo test image resized), {args.seg} and the base enhancer with **random weights**: '
         'the fidelity figures say how much the features change, not how much a trained network would care. '
         "Features at reduced scale are resized (bilinear) to the full-scale features' size and compared per "
         'branch: cosine similarity over channels (mean over pixels) and relative L2 `|f_s - f_1| / |f_1|`. Output '
         "PSNR is against the default (full-scale) pipeline's output, same weights, fp32."
     )
-    rep()
     model = build(model_options(args.seg))
     x = test_image(h, w)
     full_feats = model.sem_features(x, 1.0)
     ref_out = run_pipeline(model, x)
     scales = (1.0, 0.75, 0.5, 0.25)
     timing = rounds({s: (lambda s=s: model.sem_features(x, s)) for s in scales}, args.repeats)
-    rows = []
-    base_opt = model.opt
+    rows, base_opt = [], model.opt
     for s in scales:
-        sims = []
-        for f, ref in zip(model.sem_features(x, s), full_feats):
-            sims.append(
-                cosine_and_rel_l2(F.interpolate(f, size=ref.shape[-2:], mode='bilinear', align_corners=False), ref)
-            )
-        out_psnr = {}
-        variants = {
-            'both': {'seg_scale': s},
-            'first': {'seg_scale': s, 'c2f_seg_scale': 1.0},
-            'c2f': {'c2f_seg_scale': s},
-        }
-        for key, prior_opt in variants.items():
+        sims = [cosine_and_rel_l2(f, ref) for f, ref in zip(model.sem_features(x, s), full_feats)]
+        row = [f'{s:g}', timing.fmt(s)] + [' / '.join(f'{v:.3f}' for v in vals) for vals in zip(*sims)]
+        # both passes at s (seg_scale), the first only (c2f_seg_scale 1), the C2F pass only
+        for prior_opt in ({'seg_scale': s}, {'seg_scale': s, 'c2f_seg_scale': 1.0}, {'c2f_seg_scale': s}):
             model.opt = dict(base_opt, prior=dict(base_opt['prior'], **prior_opt))
-            out_psnr[key] = psnr(run_pipeline(model, x), ref_out)
-            model.opt = base_opt
-        rows.append(
-            [
-                f'{s:g}',
-                timing.fmt(s),
-                ' / '.join(f'{c:.3f}' for c, _ in sims),
-                ' / '.join(f'{r:.3f}' for _, r in sims),
-            ]
-            + [f'{out_psnr[k]:.1f}' for k in variants]
-        )
+            row.append(f'{psnr(run_pipeline(model, x), ref_out):.1f}')
+        model.opt = base_opt
+        rows.append(row)
     rep.table(
         [
             'scale',
@@ -326,10 +287,9 @@ def section_seg_scale(rep, args):
         ],
         rows,
     )
-    rep(
+    rep.note(
         '`seg_scale: 1.0` runs exactly the default path (no resize; tested identical). With C2F the final '
         "decoder sees only the C2F pass's features; the first pass's features reach the output only through the "
         'coarse image the C2F prior looks at. So reducing the first pass only (`seg_scale: 0.5, c2f_seg_scale: 1`) '
         'moves the output least, and that is what `fast` does.'
     )
-    rep()

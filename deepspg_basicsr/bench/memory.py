@@ -1,11 +1,7 @@
 """Section ``memory``: peak memory of inference, and tiled against untiled enhancement of large images.
 
-Each case runs in a fresh subprocess (``python -m deepspg_basicsr.bench.memory --worker SPEC``), so
-that the peaks are independent. CPU: peak resident set size of the whole process (``VmHWM``), and
-its increase over the peak after building everything; CUDA: ``torch.cuda.max_memory_allocated``.
-Blocks: ``memory`` (the prior, the pipeline, the large sizes and the tiled 4K case) and
-``memory-tiling`` (``deepspg-enhance``'s tiling: peak memory and output difference against untiled,
-prior per tile and ``--prior-global``). **Random weights.**
+Each case in a fresh process (``python -m deepspg_basicsr.bench.memory --worker SPEC``); blocks
+``memory`` and ``memory-tiling``; what is measured is in docs/BENCHMARKS.md. **Random weights.**
 """
 
 import argparse
@@ -28,9 +24,7 @@ def add_arguments(parser):
     parser.add_argument('--tiling-size', default='1500x1000', help='WxH of the tiling block (quick: 192x128)')
     parser.add_argument('--tile', type=int, default=512, help='tile of the tiling block (quick: 64)')
     parser.add_argument('--overlap', type=int, default=64, help='overlap of the tiling block (quick: 16)')
-    parser.add_argument(
-        '--opt', default='options/test_DeepSPG_random_prior_demo.yml', help='option file of the tiling block'
-    )
+    parser.add_argument('--opt', default='options/test_DeepSPG_random_prior_demo.yml', help='tiling: option file')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
 
 
@@ -47,52 +41,52 @@ def synthetic_dim(h, w, seed=0):
     return out
 
 
-def _pipeline_fn(spec, device):
+def fmt_peak(result):
+    """(peak MiB, increase over the post-build peak) as text, from a worker's result."""
+    if 'cuda_peak_mib' in result:
+        return f'{result["cuda_peak_mib"]:.0f}', ''
+    return f'{result["peak_rss_mib"]:.0f}', f'+{result["peak_rss_mib"] - result["rss_before_mib"]:.0f}'
+
+
+def _case_fn(spec, device):
+    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s)
+    on the random-weight model (``pipeline``) or on ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
+    from deepspg_basicsr.inference import DeepSPGEnhancer
+    from deepspg_basicsr.priors import SegmentationPrior
+
     import torch
 
     from .common import CONFIGS, SEG_CONFIGS, build, model_options
 
-    h, w = spec['size']
-    if spec['kind'] == 'prior':
-        from deepspg_basicsr.priors import SegmentationPrior
-
-        prior = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device)
-        grad = spec.get('grad', False)
+    kind = spec['kind']
+    if kind == 'enhance':
+        mode = spec['mode']
+        tile = 0 if mode.startswith('untiled') else spec['tile']
+        options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
+        enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
+        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
+    if kind == 'prior':
+        prior, grad = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device), spec.get('grad', False)
 
         def fn(x):
             with torch.set_grad_enabled(grad):
-                out = prior(x.requires_grad_(grad))['logits']
+                out = prior(x.to(device).requires_grad_(grad))['logits']
                 if grad:
                     out.mean().backward()
             return out
 
         return fn
     model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
-    tile = spec.get('tile')
+    if kind == 'pipeline':  # whole or in tiles
+        enhancer = DeepSPGEnhancer.from_model(model, tile=spec.get('tile', 0), overlap=32)
+        return lambda x: enhancer.enhance_tensor(x)['out']
 
-    if tile:  # the inference core's tiles (deepspg-enhance --tile), the whole pipeline on each
-        from deepspg_basicsr.inference import DeepSPGEnhancer
-
-        return lambda x: DeepSPGEnhancer.from_model(model, tile=tile, overlap=32).enhance_tensor(x)['out']
-
-    def fn(x):
+    def fn(x):  # the enhancer alone, one pass
         with torch.inference_mode():
-            if spec['kind'] == 'enhancer':
-                return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
-            return model.enhance(model.net_g, x)
+            x = x.to(device)
+            return model._run_net(model.net_g, x, model.sem_features(x), prior=None)
 
     return fn
-
-
-def _enhance_fn(spec, device):
-    """The inference core (``deepspg-enhance``'s) on the option file with random weights, in ``spec['mode']``."""
-    from deepspg_basicsr.inference import DeepSPGEnhancer
-
-    mode = spec['mode']
-    tile = 0 if mode.startswith('untiled') else spec['tile']
-    options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
-    enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
-    return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
 
 
 def worker(spec):
@@ -104,12 +98,10 @@ def worker(spec):
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec.get('device', 'cpu'))
     h, w = spec['size']
-    fn = _enhance_fn(spec, device) if spec['kind'] == 'enhance' else _pipeline_fn(spec, device)
+    fn = _case_fn(spec, device)
     if spec.get('warmup'):
-        fn(test_image(min(h, 400), min(w, 600)).to(device))
+        fn(test_image(min(h, 400), min(w, 600)))
     x = test_image(h, w) if h * w <= 1920 * 1080 and spec['kind'] != 'enhance' else synthetic_dim(h, w)
-    if not spec.get('tile') and spec['kind'] != 'enhance':
-        x = x.to(device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     before = peak_rss_mib()
@@ -151,19 +143,14 @@ def compare(path_a, path_b):
     return worst, total / a.size
 
 
-def _wh(text):
-    w, h = (int(v) for v in text.lower().split('x'))
-    return w, h
-
-
 def run(rep, args):
-    from .common import devices, fmt_peak
+    from .common import devices, parse_size
 
     if args.quick:
         args.big, args.tiling_size, args.tile, args.overlap = '320x240', '192x128', 64, 16
     seg = 'HRNet-W18-small' if args.quick else 'HRNet-W48'
     small = [64, 96] if args.quick else [400, 600]
-    bw, bh = _wh(args.big)
+    bw, bh = parse_size(args.big)
     cases = [
         (f'{seg} forward, no_grad', {'kind': 'prior', 'size': small}),
         (f'{seg} forward + backward to the input', {'kind': 'prior', 'size': small, 'grad': True}),
@@ -192,19 +179,18 @@ def run(rep, args):
             rows.append([device.type, f'{w}x{h}', name, peak, over, f'{res["times"][0]:.1f} s', target])
             rep.data.setdefault('cases', {})[f'{device.type} {w}x{h} {name}'] = res
     rep.block('memory')
-    rep(
+    rep.note(
         f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
         '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
     )
-    rep()
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
     _tiling(rep, args)
 
 
 def _tiling(rep, args):
-    from .common import fmt_peak
+    from .common import parse_size
 
-    w, h = _wh(args.tiling_size)
+    w, h = parse_size(args.tiling_size)
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in TILING_MODES[:3] if args.quick else TILING_MODES:
@@ -218,13 +204,12 @@ def _tiling(rep, args):
             worst, mean = compare(*(os.path.join(folder, f'{m}{suffix}.npy') for m in ('tiled', 'untiled')))
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
-    rep(
+    rep.note(
         f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
         f'synthetic dim {w}x{h} image, '
         f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
         'process.'
     )
-    rep()
     rep.table(['mode', 'peak RSS (MiB)', 'above the post-build peak (MiB)', 'enhance (wall)'], rows)
     rep.table(['comparison (outputs clamped to [0, 1])', 'max abs difference', 'mean abs difference'], diffs)
     rep.data['tiling'] = {'results': results, 'differences': diffs}

@@ -1,11 +1,7 @@
 """Section ``peer``: DeepSPG's whole pipeline against Retinexformer's LOL-v1 network, same rounds.
 
-Retinexformer is loaded from its own arch file (``--retinexformer FILE``, e.g. its repository's
-``basicsr/models/archs/RetinexFormer_arch.py``; never part of this project) with its LOL-v1 options
-and random weights, and timed as its repository runs it (NCHW) and in channels-last. Every row is
-timed in the same interleaved rounds, under ``torch.inference_mode``, with the same thread count,
-and each DeepSPG row is given as the median of its per-round ratios to the peer's faster layout
-(and to its NCHW run). What each timed call contains is listed in the table.
+Retinexformer comes from its own arch file (``--retinexformer FILE``, never part of this project),
+random weights, timed NCHW and channels-last; ratios per round to its faster layout and to NCHW.
 """
 
 import copy
@@ -13,7 +9,7 @@ import os
 
 import torch
 
-from .common import SEG_CONFIGS, build, load_peer, model_options, test_image, unfolded_pipeline
+from .common import SEG_CONFIGS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
 from .core import rounds
 
 #: Row names (the JSON keys).
@@ -40,11 +36,6 @@ def add_arguments(parser):
     parser.add_argument('--work', default='/tmp/deepspg_bench', help='exported models (reused)')
 
 
-def _size(text):
-    w, h = (int(v) for v in text.lower().split('x'))
-    return w, h
-
-
 def candidates(args, x):
     """Name -> (callable, what the timed call contains)."""
     from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
@@ -64,7 +55,6 @@ def candidates(args, x):
     if not args.no_raw:
         pipe_nchw = DeepSPGPipeline(net, model.seg_prior, model.seg_branches, channels_last=False).eval()
         out[PIPELINE_NCHW] = (lambda: pipe_nchw(x), 'the same with the enhancer in NCHW')
-    if not args.no_raw:
         raw, _ = unfolded_pipeline(args.seg, torch.device('cpu'))
         out[RAW] = (lambda: raw(x), 'the same computation, no perf defaults')
     if args.half_prior:
@@ -76,12 +66,8 @@ def candidates(args, x):
         out[LOSSY] = (lambda: fast.enhance(fast.net_g, x), 'the model with perf.amp bf16 and prior.seg_scale 0.5')
     if args.ort:
         from deepspg_basicsr.deploy.ort_backend import OrtSession
-        from deepspg_basicsr.export import export_model
 
-        path = os.path.join(args.work, f'peer_{args.seg}_pipeline.onnx')
-        if not os.path.isfile(path):
-            x0 = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
-            export_model(pipe, (x0,), path)
+        path = export_once(pipe, os.path.join(args.work, f'peer_{args.seg}_pipeline.onnx'))
         session = OrtSession(path, threads=args.threads, device='cpu')
         out[ORT] = (lambda: session.run(x)[0], 'the exported pipeline in one ONNX Runtime session')
     return out
@@ -92,7 +78,7 @@ def run(rep, args):
         raise SystemExit("peer: --retinexformer FILE is needed (Retinexformer's RetinexFormer_arch.py)")
     if args.quick:
         args.size, args.seg = '96x64', 'HRNet-W18-small'
-    w, h = _size(args.size)
+    w, h = parse_size(args.size)
     x = test_image(h, w)
     cands = candidates(args, x)
     with torch.inference_mode():
@@ -100,21 +86,17 @@ def run(rep, args):
     fast = min((PEER_NCHW, PEER_CL), key=t.median)
     layout = 'channels-last' if fast == PEER_CL else 'NCHW'
     rep.block('peer')
-    rep(
+    rep.note(
         f'{w}x{h}, random weights, base preset, {args.seg} prior; every row timed in the same {args.repeats} '
         'interleaved rounds after one warm-up, under `torch.inference_mode`. Ratios: median of the per-round '
         f"ratios (spread over the rounds), to the peer's faster layout ({layout}"
         ' here) and to its NCHW run.'
     )
-    rep()
     rows = []
     for name, (_, what) in cands.items():
         vs_fast = '' if name == fast else t.fmt_ratio(name, fast)
         vs_nchw = '' if name == PEER_NCHW else t.fmt_ratio(name, PEER_NCHW)
         rows.append([name, what, t.fmt(name), vs_fast, vs_nchw])
     rep.table(['row', 'inside the timed call', 'latency', 'vs the peer, faster layout', 'vs the peer, NCHW'], rows)
-    rep.data['times'] = t.to_json()
-    rep.data['faster_peer_layout'] = fast
-    rep.data['ratios'] = {k: {'vs_fast': t.ratio(k, fast), 'vs_nchw': t.ratio(k, PEER_NCHW)} for k in cands}
-    rep.data['size'] = [w, h]
-    rep.data['seg'] = args.seg
+    ratios = {k: {'vs_fast': t.ratio(k, fast), 'vs_nchw': t.ratio(k, PEER_NCHW)} for k in cands}
+    rep.data.update(times=t.to_json(), faster_peer_layout=fast, ratios=ratios, size=[w, h], seg=args.seg)

@@ -1,11 +1,6 @@
-"""Section ``sizes``: parameters and GFLOPs of the enhancer presets and of the priors.
-
-fvcore ``FlopCountAnalysis(net, 1x3x256x256).total() / 1024**3`` (Retinexformer's protocol; one
-multiply-add counts as one FLOP). The enhancer is counted for one pass with the prior's features as
-extra inputs (priors excluded, as published); the coarse-to-fine pass adds one decoder. Blocks:
-``sizes`` (every network, docs/BENCHMARKS.md) and ``sizes-presets`` (the presets against the
-published sizes, docs/DEEPSPG.md).
-"""
+"""Section ``sizes``: parameters and GFLOPs (fvcore, Retinexformer's protocol: docs/BENCHMARKS.md) of
+the enhancer presets (one pass, prior features as inputs) and of the priors. Blocks ``sizes`` and
+``sizes-presets`` (docs/DEEPSPG.md)."""
 
 from deepspg_basicsr.utils.complexity import EnhancerPass, gflops
 
@@ -55,16 +50,8 @@ def run(rep, args):
         rows.append([f'DeepSPG {name}, one pass', f'{params:.3f}', f'{total:.2f}', f'{p_pub} / {g_pub}'])
         rows.append([f'DeepSPG {name}: encoder part (illumination + encoder)', '', f'{enc:.2f}', ''])
         rows.append([f'DeepSPG {name}: decoder part (SEM + decoder), added by C2F', '', f'{total - enc:.2f}', ''])
-        preset_rows.append(
-            [
-                name,
-                f'`{PRESET_OPTIONS[name]}`',
-                f'{params:.3f} M ({params / p_pub - 1:+.1%})',
-                f'{p_pub} M',
-                f'{total:.2f} ({total / g_pub - 1:+.1%})',
-                f'{g_pub}',
-            ]
-        )
+        sizes = [f'{params:.3f} M ({params / p_pub - 1:+.1%})', f'{p_pub} M', f'{total:.2f} ({total / g_pub - 1:+.1%})']
+        preset_rows.append([name, f'`{PRESET_OPTIONS[name]}`', *sizes, f'{g_pub}'])
         rep.data.setdefault('enhancer', {})[name] = {'params_m': params, 'gflops': total, 'encoder_gflops': enc}
     for seg, (config, _) in SEG_CONFIGS.items():
         if args.quick and seg != 'HRNet-W18-small':
@@ -88,8 +75,9 @@ def run(rep, args):
         rows.append(['CLIP ViT-B-16 image tower (224x224, its own input size)', f'{visual:.2f}', f'{g:.2f}', ''])
         rows.append(['CLIP ViT-B-16, image + text towers', f'{total:.2f}', '', ''])
     rep.block('sizes')
-    rep(f'Input 1x3x{s}x{s}; the enhancer with the prior features of that input as extra inputs (priors excluded).')
-    rep()
+    rep.note(
+        f'Input 1x3x{s}x{s}; the enhancer with the prior features of that input as extra inputs (priors excluded).'
+    )
     rep.table(['network', 'params (M)', 'GFLOPs', 'published (M / G)'], rows)
     rep.block('sizes-presets')
     rep.table(['preset', 'options', 'parameters', 'target', 'GFLOPs', 'target'], preset_rows)

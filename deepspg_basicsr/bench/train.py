@@ -1,10 +1,5 @@
-"""Section ``train``: a training iteration step by step, and per loss configuration.
-
-Demo data (``datasets/demo``, from ``datasets/make_demo_data.py``), random weights, Adam. The
-breakdown times the steps of ``DeepSPGModel.optimize_parameters`` one at a time, in its order (each
-loss's backward taken to the output with ``autograd.grad``, then the enhancer backward once with the
-summed gradient); "whole iteration" is ``feed_data`` + ``optimize_parameters`` as training runs them,
-the loss configurations timed in the same interleaved rounds (ratios per round). Block: ``train``.
+"""Section ``train``: a training iteration step by step (:func:`~.common.train_breakdown`), and whole
+iterations per loss configuration in the same rounds. Demo data, random weights, Adam. Block ``train``.
 """
 
 import statistics
@@ -53,8 +48,7 @@ def run(rep, args):
             if name == 'LOL-v1':
                 batch = 16 if device.type == 'cuda' else args.lol_batch
                 note = 'batch 16' if batch == 16 else f'batch {batch} (reduced from 16 on CPU)'
-            rep(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
-            rep()
+            rep.note(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
             batches = training_loader(gt_size, batch)
             full = build(model_options(seg, clip, is_train=True), device)
             parts = train_breakdown(full, batches, args.repeats)
@@ -70,14 +64,7 @@ def run(rep, args):
                 models[key].net_g.load_state_dict(full.net_g.state_dict(), strict=not no_sem)
             del full
             t = rounds({k: iteration(m, batches) for k, m in models.items()}, args.repeats, device=device)
-            ref = 'pixel + edge'
-            rep.table(
-                ['whole iteration', 'latency', 'vs pixel + edge (per round)'],
-                [[k, t.fmt(k), t.fmt_ratio(k, ref)] for k in t],
-            )
-            rep.data.setdefault(name, {})[device.type] = {
-                'steps': parts,
-                'iterations': t.to_json(),
-                'ratios': {k: t.ratio(k, ref) for k in t},
-            }
+            rep.timings(['whole iteration', 'latency', 'vs pixel + edge (per round)'], t, 'pixel + edge')
+            ratios = {k: t.ratio(k, 'pixel + edge') for k in t}
+            rep.data.setdefault(name, {})[device.type] = {'steps': parts, 'iterations': t.to_json(), 'ratios': ratios}
             del models

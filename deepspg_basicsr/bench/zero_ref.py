@@ -1,22 +1,7 @@
 """Section ``zero-ref``: zero-reference against paired DeepSPG on the demo data, same training budget.
 
-Runs two trainings through the repository's ``basicsr/train.py`` (each in its own process):
-
-* ``zero_ref``: ``options/train_DeepSPG_ZeroRef_demo.yml``, trained on the demo's low-light images
-  only (the ground truth of the test pairs is used for PSNR / SSIM, never in training);
-* ``paired``: ``options/train_DeepSPG_random_prior_demo.yml``, the paired DeepSPG demo with the same
-  random-weight priors as the zero-reference one.
-
-Both are given the same iterations, batch size, crop size and learning-rate schedule (checked:
-the script stops if the two files differ there), and the same validation metrics (PSNR, SSIM,
-GT-mean PSNR, NIQE, mean brightness). The option files actually run are written next to the
-results. Block ``zero-ref`` (docs/ZERO_REFERENCE.md): one table (input = the low-light test images
-themselves, scored against their ground truth).
-
-Usage::
-
-    deepspg-bench zero-ref
-    deepspg-bench zero-ref --iters 100 --only zero_ref --work experiments/zero_ref_bench
+Two trainings through ``basicsr/train.py``, each in its own process: :data:`RUNS` (the budget is
+checked equal), the same validation metrics; block ``zero-ref`` (docs/ZERO_REFERENCE.md says how).
 """
 
 import copy
@@ -64,7 +49,6 @@ def run_options(kind, iters, out):
     """The option dict of one run (name, metrics and, optionally, iterations replaced)."""
     with open(os.path.join(REPO, RUNS[kind])) as f:
         opt = yaml.safe_load(f)
-    opt = copy.deepcopy(opt)
     opt['name'] = f'{os.path.basename(out)}_{kind}'
     if iters:
         opt['train']['total_iter'] = iters
@@ -92,8 +76,6 @@ def add_arguments(parser):
 
 
 def run(rep, args):
-    """Train both runs (each through ``basicsr/train.py`` in its own process) and tabulate (``--quick``: 4
-    iterations each)."""
     if args.quick:
         args.iters = args.iters or 4
     ensure_demo_data()
@@ -130,11 +112,10 @@ def run(rep, args):
     names = list(METRICS)
     rep.block('zero-ref')
     b = budget(opts['zero_ref'])
-    rep(
+    rep.note(
         f'Both runs: {b["total_iter"]} iterations, batch {b["batch_size_per_gpu"]}, crops {b["crop"]}, the same '
         'schedule and network; demo test images (4 pairs, whole images); random priors.'
     )
-    rep()
     table = []
     for label, values in rows.items():
         cells = [f'{values[n]:.4f}' if isinstance(values[n], float) else str(values[n]) for n in names]
