@@ -444,10 +444,21 @@ def targets(by):
     none_std = _mean_std([r['test']['psnr'] for r in base.values()])[1] if base else float('nan')
     if d_in:
         m, s = _mean_std(d_in)
-        ok = m >= 0.3 and m > 2 * max(s, none_std)
+        ok = m >= 0.5 and m > 2 * max(s, none_std)
         lines.append(
             f'- input prior vs no semantics: {m:+.2f} dB (std of the paired difference {s:.2f}, of no semantics '
-            f'{none_std:.2f}); target >= +0.3 dB and > 2 x std: {"MET" if ok else "MISSED"}'
+            f'{none_std:.2f}); target >= +0.5 dB and > 2 x std: {"MET" if ok else "MISSED"}'
+        )
+    peer, ours = by.get(PEER, {}), by.get('input (default)', {})
+    if peer and ours:
+        dp = (
+            _mean_std([ours[s]['test']['psnr'] for s in ours])[0]
+            - _mean_std([peer[s]['test']['psnr'] for s in peer])[0]
+        )
+        ds = np.mean([r['test']['ssim'] for r in ours.values()]) - np.mean([r['test']['ssim'] for r in peer.values()])
+        lines.append(
+            f'- input prior vs {PEER}, means over seeds: PSNR {dp:+.2f} dB (target >= +0.3 dB: '
+            f'{"MET" if dp >= 0.3 else "MISSED"}), SSIM {ds:+.3f} (target >= 0: {"MET" if ds >= 0 else "MISSED"})'
         )
     if d_or:
         m, _ = _mean_std(d_or)

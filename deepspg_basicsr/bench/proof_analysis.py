@@ -20,7 +20,7 @@ CROP = 96
 MEASURES = [
     ('psnr', 'PSNR (dB)', 2),
     ('psnr_gt_mean', 'GT-mean PSNR (dB)', 2),
-    ('exposure_stops', 'exposure error (stops)', 2),
+    ('exposure_stops', 'exposure error (stops, mean magnitude)', 2),
     ('colour_bias', 'colour bias (grey levels)', 2),
     ('flat_noise', 'noise in flat regions (grey levels; ground truth {gt})', 2),
     ('detail_ratio', 'detail kept in textured regions (1 = all)', 3),
@@ -78,7 +78,10 @@ def analyse(rep, args, pairs, networks):
         per_seed = []
         for outs in per_seed_outputs:
             rows = [decompose_error(o, tensor2img(gt)[..., ::-1]) for o, (_, _, gt) in zip(outs, pairs)]
-            per_seed.append({k: float(np.mean([r[k] for r in rows])) for k in rows[0]})
+            # the exposure error as a magnitude: signed errors of different photos would cancel in the mean
+            per_seed.append(
+                {k: float(np.mean([abs(r[k]) if k == 'exposure_stops' else r[k] for r in rows])) for k in rows[0]}
+            )
         data[label] = per_seed
         cells = [label, len(per_seed)]
         for key, _, digits in MEASURES:
