@@ -135,7 +135,8 @@ def test_validation_root_holds_out_training_photos(tmp_path):
 
 
 def test_filter_head_mixes_smoothed_reflectance_per_pixel():
-    from deepspg_basicsr.archs.filter_head import FilterHead, gaussian_taps
+    from deepspg_basicsr.archs.filter_head import FilterHead
+    from deepspg_basicsr.utils.gaussian import gaussian_taps
 
     assert gaussian_taps(2.0).numel() == 9 and gaussian_taps(2.0).sum().item() == pytest.approx(1.0)
     torch.manual_seed(0)

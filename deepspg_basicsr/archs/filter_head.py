@@ -13,17 +13,10 @@ so a dark, noisy flat region can take the widest filter and an edge the identity
 where it is born, at the cost of a few separable blurs of a 3-channel image.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def gaussian_taps(sigma):
-    """A normalised 1-D Gaussian with ``2 * ceil(2 sigma) + 1`` taps, (taps,)."""
-    radius = max(1, int(torch.tensor(2.0 * sigma).ceil()))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).float()
+from ..utils.gaussian import gaussian_taps
 
 
 class FilterHead(nn.Module):

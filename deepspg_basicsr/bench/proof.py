@@ -281,6 +281,21 @@ def merge_sections(base, extra):
     return out
 
 
+def job_options(
+    name, iters, options=None, all_losses=False, network=None, prior='demo', seg_checkpoint=None, data=None
+):
+    """The options of variant ``name``'s job and the source of its SEM features at evaluation: ``options``
+    (``--options``) merged before the variant's own switch; the peer takes their ``train`` section only and
+    its own network."""
+    if name == PEER:
+        options = {k: v for k, v in (options or {}).items() if k == 'train'}
+    extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
+    opt = proof_options(iters, all_losses, merge_sections(options, extra), network, prior, seg_checkpoint, data)
+    if name == PEER:
+        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    return opt, source
+
+
 def run_job(
     name,
     seed,
@@ -299,13 +314,7 @@ def run_job(
     ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``); ``options``:
     sections merged into every variant's options before the variant's own switch (``--options``; the peer
     takes its ``train`` section only); ``levers``: also evaluate the inference levers."""
-    if name == PEER:
-        options = {k: v for k, v in (options or {}).items() if k == 'train'}
-    extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
-    extra = merge_sections(options, extra)
-    opt = proof_options(iters, all_losses, extra, network, prior, seg_checkpoint, data)
-    if name == PEER:
-        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    opt, source = job_options(name, iters, options, all_losses, network, prior, seg_checkpoint, data)
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
     model, l_pix, seconds = train(opt, batches, seed)
@@ -487,17 +496,12 @@ def saved_networks(work, variant):
 
 def network_outputs(row, weights, args, pairs):
     """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
-    name = row['variant']
-    options = row.get('options') or {}
-    if name == PEER:
+    if row['variant'] == PEER:
         register_peer(args.retinexformer)
-        extra, source = {k: v for k, v in options.items() if k == 'train'}, 'none'
-    else:
-        extra, source = merge_sections(options, VARIANTS[name][0]), VARIANTS[name][1]
     data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    opt = proof_options(args.iters, False, extra, None, args.prior, args.seg_checkpoint, data)
-    if name == PEER:
-        opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
+    opt, source = job_options(
+        row['variant'], args.iters, row.get('options'), prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data
+    )
     model = build(opt, seed=row['seed'])
     model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
     outputs = []
@@ -672,15 +676,7 @@ def run(rep, args):
             lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
             if lever in row['levers']:
                 continue
-            opt = proof_options(
-                args.iters,
-                False,
-                merge_sections(options, VARIANTS[name][0]),
-                network,
-                args.prior,
-                args.seg_checkpoint,
-                data,
-            )
+            opt, _ = job_options(name, args.iters, options, False, network, args.prior, args.seg_checkpoint, data)
             model = build(opt, seed=seed)
             model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
             row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)

@@ -1,19 +1,12 @@
 """Structure loss: one minus the SSIM map (Gaussian window), per channel."""
 
-import torch
 import torch.nn.functional as F
 from basicsr.losses.loss_util import weight_reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
+from ..utils.gaussian import gaussian_taps
 from .pixel_loss import check_reduction
-
-
-def gaussian_window(size, sigma):
-    """A normalised 1-D Gaussian of ``size`` taps, (size,)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).float()
 
 
 def ssim_map(pred, target, window_size=11, sigma=1.5, data_range=1.0):
@@ -28,7 +21,7 @@ def ssim_map(pred, target, window_size=11, sigma=1.5, data_range=1.0):
         data_range (float): L of the constants C1 = (K1 L)^2, C2 = (K2 L)^2. Default: 1.
     """
     c = pred.shape[1]
-    g = gaussian_window(window_size, sigma).to(pred)
+    g = gaussian_taps(sigma, window_size // 2).to(pred)
     kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
     pad = window_size // 2
 
