@@ -214,10 +214,12 @@ def unfolded_pipeline(seg, device=None):
     return (lambda x: net(x, feats(x), prior=feats)), plain
 
 
-def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None):
-    """Endless training batches (``gt_size`` crops, flips) of ``root/our485`` (default: the demo data)."""
-    ensure_demo_data(root)
-    dataset = paired_dataset(root, gt_size=gt_size, use_hflip=True, use_rot=True)
+def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None, dataset=None):
+    """Endless training batches (``gt_size`` crops, flips) of ``root/our485`` (default: the demo data),
+    or of ``dataset`` when given."""
+    if dataset is None:
+        ensure_demo_data(root)
+        dataset = paired_dataset(root, gt_size=gt_size, use_hflip=True, use_rot=True)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )

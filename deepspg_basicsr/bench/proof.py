@@ -124,13 +124,9 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
     with open(DEMO_OPT) as f:
         opt = yaml.safe_load(f)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})
-    opt['datasets']['train'].update(data or {})
-    train = opt['train']
-    train['total_iter'] = iters
-    train['scheduler'] = dict(train['scheduler'], periods=[iters])
     if not all_losses:
-        train.pop('semantic_opt', None)
-        train.pop('clip_opt', None)
+        opt['train'].pop('semantic_opt', None)
+        opt['train'].pop('clip_opt', None)
     sections, weights = PRIORS[prior]
     if weights is not None:
         sections = copy.deepcopy(sections)
@@ -139,13 +135,28 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
         opt.setdefault(section, {}).update(values)
     for section, values in copy.deepcopy(extra or {}).items():
         opt.setdefault(section, {}).update(values)
+    # the iterations, crop and batch are the proof's, whatever the merged sections say
+    opt['datasets']['train'].update(data or {})
+    train = opt['train']
+    train['total_iter'] = iters
+    train['scheduler'] = dict(train['scheduler'], periods=[iters])
     return opt
 
 
-def training_batches(root, gt_size, batch, seed):
+def training_batches(root, gt_size, batch, seed, dataset=None):
     """Endless training batches, the same sequence for a given seed whatever the training does in
-    between: the crops and flips draw from their own saved ``random`` / NumPy states."""
-    loader = training_loader(gt_size, batch, root, torch.Generator().manual_seed(seed))
+    between: the crops, flips (and fresh darkenings) draw from their own saved ``random`` / NumPy
+    states. ``dataset``: a ``datasets.train`` option dict of another type than the pairs (e.g.
+    ``SPGDarkenedPhotoDataset``), read from ``root/our485/high``."""
+    if dataset is not None and dataset.get('type', 'PairedLLIEDataset') != 'PairedLLIEDataset':
+        from basicsr.data import build_dataset
+
+        dataset = build_dataset(
+            dict(dataset, phase='train', dataroot_gt=os.path.join(root, 'our485', 'high'), gt_size=gt_size)
+        )
+    else:
+        dataset = None
+    loader = training_loader(gt_size, batch, root, torch.Generator().manual_seed(seed), dataset)
     state = (random.Random(seed).getstate(), np.random.RandomState(seed).get_state())
     while True:
         outer = (random.getstate(), np.random.get_state())
@@ -287,8 +298,8 @@ def job_options(
     """The options of variant ``name``'s job and the source of its SEM features at evaluation: ``options``
     (``--options``) merged before the variant's own switch; the peer takes their ``train`` section only and
     its own network."""
-    if name == PEER:
-        options = {k: v for k, v in (options or {}).items() if k == 'train'}
+    sections = ('train', 'datasets') if name == PEER else ('network_g', 'prior', 'train', 'datasets')
+    options = {k: v for k, v in (options or {}).items() if k in sections}  # a whole option file may be given
     extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
     opt = proof_options(iters, all_losses, merge_sections(options, extra), network, prior, seg_checkpoint, data)
     if name == PEER:
@@ -316,7 +327,7 @@ def run_job(
     takes its ``train`` section only); ``levers``: also evaluate the inference levers."""
     opt, source = job_options(name, iters, options, all_losses, network, prior, seg_checkpoint, data)
     train_data = opt['datasets']['train']
-    batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed)
+    batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed, train_data)
     model, l_pix, seconds = train(opt, batches, seed)
     if save:
         torch.save({'params': model.net_g.state_dict()}, save)
@@ -547,8 +558,8 @@ def add_arguments(parser):
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --work')
     parser.add_argument(
         '--options',
-        help='YAML file or inline YAML: sections (network_g, train, prior) merged into every variant '
-        '(the peer takes only train), e.g. "{network_g: {block_type: gated}}"',
+        help='YAML file or inline YAML: sections (network_g, train, prior, datasets) merged into every variant '
+        '(the peer takes only train and datasets), e.g. "{network_g: {block_type: gated}}"',
     )
     parser.add_argument(
         '--val',

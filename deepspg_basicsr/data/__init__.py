@@ -24,3 +24,9 @@ from . import unpaired_llie_dataset  # noqa: E402
 from .unpaired_llie_dataset import UnpairedLLIEDataset  # noqa: E402
 
 __all__ += ['UnpairedLLIEDataset', 'unpaired_llie_dataset']
+
+# fresh darkening of normal-light photos at every draw (the shipped model's training recipe)
+from . import darkened_photo_dataset  # noqa: E402
+from .darkened_photo_dataset import SPGDarkenedPhotoDataset  # noqa: E402
+
+__all__ += ['SPGDarkenedPhotoDataset', 'darkened_photo_dataset']
