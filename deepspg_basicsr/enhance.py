@@ -5,6 +5,7 @@ output writing); the enhancement itself is the core's.
 
 Usage::
 
+    deepspg-enhance photo.jpg --output enhanced/      # the model that ships (docs/MODEL.md)
     deepspg-enhance photos/ -opt options/test_DeepSPG_LOLv1.yml --output enhanced/
     deepspg-enhance 'photos/*.jpg' img.png -opt options/test_DeepSPG_LOLv1.yml --weights net_g.pth \\
         --output enhanced/ --tile 512 --overlap 64 --device cuda --half
@@ -221,8 +222,14 @@ def build_parser():
         description='Enhance low-light images with DeepSPG (files, folders or glob patterns).',
     )
     parser.add_argument('inputs', nargs='+', help='image files, folders (not recursive) or glob patterns')
-    parser.add_argument('-opt', '--opt', dest='opt', help='test option file (network_g, prior, path)')
-    parser.add_argument('--weights', help='enhancer checkpoint (net_g_*.pth); overrides path.pretrain_network_g')
+    parser.add_argument(
+        '-opt', '--opt', dest='opt', help='test option file (network_g, prior, path); none: the shipped model'
+    )
+    parser.add_argument(
+        '--weights',
+        help='enhancer checkpoint (net_g_*.pth) or a known name; overrides path.pretrain_network_g '
+        '(default without -opt: deepspg-espnetv2-photos, shipped)',
+    )
     parser.add_argument(
         '--param-key', help="key of the weights in the checkpoint (default: path.param_key_g or 'params')"
     )
@@ -340,6 +347,7 @@ def main(argv=None):
         stems = picture_stems(files)
         check_output_folder(files, args, stems)
         enhancer = load_model(args, device)
+        print(f'deepspg-enhance: model: {enhancer.describe()}', file=sys.stderr)
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:

@@ -25,6 +25,7 @@ import re
 import shlex
 
 from deepspg_basicsr.bench.core import public_command
+from deepspg_basicsr.weights import KNOWN_WEIGHTS  # names such as `deepspg-espnetv2-photos`
 
 import pytest
 
@@ -124,7 +125,7 @@ def check_command(line, root=ROOT, scripts=None):
                 script = args[0]
                 if not os.path.isfile(os.path.join(root, args[0])):
                     problems.append(f'`python {args[0]}`: no such script in the repository')
-        elif prog.startswith('deepspg-') and prog not in scripts:
+        elif prog.startswith('deepspg-') and prog not in scripts and prog not in KNOWN_WEIGHTS:
             problems.append(f'`{prog}`: not a console script of setup.py ({", ".join(sorted(scripts))})')
         elif prog in ('bash', 'sh') and len(seg) > 1 and seg[1].endswith('.sh'):
             script = seg[1]

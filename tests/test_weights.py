@@ -108,10 +108,15 @@ def test_table_entries_are_complete_and_name_their_option_fragment():
         'hrnet-w48-ade20k',
         'hrnet-w18s-ade20k',
         'clip-vit-b16-openai',
+        'deepspg-espnetv2-photos',
     }
     for name, w in W.KNOWN_WEIGHTS.items():
-        assert w.name == name and w.kind in ('segmentation', 'clip')
-        assert w.url.startswith('https://') and w.url.endswith(w.filename) and w.licence and w.source
+        assert w.name == name and w.kind in ('segmentation', 'clip', 'enhancer')
+        assert w.licence and w.source
+        if w.kind == 'enhancer':  # this project's own: packaged, nowhere to download from
+            assert w.packaged and w.url == '' and len(w.sha256) == 64
+            continue
+        assert w.url.startswith('https://') and w.url.endswith(w.filename)
         assert len(w.sha256) in (8, 64) and int(w.sha256, 16) >= 0
         if w.kind == 'segmentation':
             assert set(w.options) == {'prior', 'network_g'}
@@ -370,7 +375,7 @@ def test_docs_table_matches_the_known_weights():
     doc = (Path(__file__).resolve().parents[1] / 'docs' / 'WEIGHTS.md').read_text()
     for w in W.KNOWN_WEIGHTS.values():
         assert f'| `{w.name}` |' in doc and w.filename in doc and w.sha256 in doc, w.name
-        assert w.url.split('//', 1)[1].split('/', 1)[0] in doc, w.name
+        assert not w.url or w.url.split('//', 1)[1].split('/', 1)[0] in doc, w.name
         for section, values in w.options.items():
             for key, value in values.items():
                 text = str(value).lower() if isinstance(value, bool) else str(value)

@@ -2,6 +2,7 @@
 
 Usage::
 
+    deepspg-app                                   # the model that ships (docs/MODEL.md)
     deepspg-app -opt options/test_DeepSPG_demo.yml [--weights net_g.pth] [--port 7860] [--output results/deepspg_app]
     deepspg-app --onnx deepspg.onnx
     python -m deepspg_basicsr.app ...
@@ -21,7 +22,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='deepspg-app', description='A local web page to enhance low-light photos with DeepSPG.'
     )
-    parser.add_argument('-opt', '--opt', dest='opt', help='test option file (network_g, prior, path)')
+    parser.add_argument(
+        '-opt', '--opt', dest='opt', help='test option file (network_g, prior, path); none: the shipped model'
+    )
     parser.add_argument('--weights', help='enhancer checkpoint; overrides path.pretrain_network_g')
     parser.add_argument('--onnx', help='a model written by deepspg-export (ONNX Runtime backend) instead')
     parser.add_argument('--seg-checkpoint', help='segmentation prior checkpoint; overrides prior.seg_checkpoint')
@@ -84,11 +87,10 @@ def main(argv=None):
         seg_checkpoint=args.seg_checkpoint,
         overlap=args.overlap,
     )
-    if args.opt or args.onnx:
-        try:
-            print(f'deepspg-app: {session.load(args.opt or "", args.weights or "", args.onnx or "")}', file=sys.stderr)
-        except AppError as err:  # shown on the page too; the files can be changed there
-            print(f'deepspg-app: {err}', file=sys.stderr)
+    try:  # without -opt / --weights / --onnx: the model that ships (docs/MODEL.md)
+        print(f'deepspg-app: {session.load(args.opt or "", args.weights or "", args.onnx or "")}', file=sys.stderr)
+    except AppError as err:  # shown on the page too; the files can be changed there
+        print(f'deepspg-app: {err}', file=sys.stderr)
     demo = build_demo(session, tile=args.tile)
     demo.queue(default_concurrency_limit=1)
     if args.host not in ('127.0.0.1', 'localhost', '::1'):

@@ -258,10 +258,9 @@ class AppSession:
         with self._lock:
             if key == self._key and self.enhancer is not None:
                 return self.describe_model()
-            if not (opt or weights or onnx):
-                raise AppError('choose an option file and a checkpoint, or an exported ONNX model')
             source = f'the ONNX model {onnx}' if onnx else f'option file {opt or "(none)"}, checkpoint '
-            source += '' if onnx else (weights or '(path.pretrain_network_g of the option file)')
+            default = '(path.pretrain_network_g of the option file)' if opt else '(the shipped model)'
+            source += '' if onnx else (weights or default)
             try:
                 enhancer = DeepSPGEnhancer(
                     opt or None,
@@ -308,6 +307,8 @@ class AppSession:
         e = self.enhancer
         files = f'`{e.onnx}`' if e.backend == 'onnxruntime' else f'`{e.option_file}`, checkpoint `{e.weights}`'
         lines = [f'**Model loaded** ({self.backend()}): {files}']
+        if e.backend == 'torch' and getattr(e, 'info', None):
+            lines.append(f'**{e.info.get("name", "model")}**: {e.describe().split(": ", 1)[1].split("; weights")[0]}')
         lines += [f'> ⚠️ **{w}**' for w in self.random_weights_warnings()]
         return '\n\n'.join(lines)
 

@@ -172,6 +172,5 @@ def build_demo(session, tile=0):
             enhance, [opt, weights, onnx, photos, tile_size], [status, choice, results, downloads] + views
         )
         choice.change(show, [choice, results], views)
-        if session.defaults['opt'] or session.defaults['onnx']:
-            demo.load(load, [opt, weights, onnx], model_status)
+        demo.load(load, [opt, weights, onnx], model_status)  # nothing chosen: the shipped model
     return demo

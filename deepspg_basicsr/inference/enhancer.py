@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..utils.class_names import seg_palette
 from ..utils.self_ensemble import self_ensemble
 from ..utils.tiling import tiled_forward
+from ..weights.known_weights import DEFAULT_ENHANCER
 from .image_kinds import from_tensor, to_tensor
 from .options import EnhanceError, load_option_file, model_options, read_weights_record, resolve_weights_path
 
@@ -128,7 +129,8 @@ class DeepSPGEnhancer:
             DeepSPG base preset. Default: None.
         weights (str | None): Enhancer weights: a BasicSR checkpoint, a self-describing weights file
             (:func:`~deepspg_basicsr.inference.options.save_weights`), or a known name. None: the
-            option file's ``path.pretrain_network_g``. Default: None.
+            option file's ``path.pretrain_network_g``; without an option file, the model that ships
+            with the package (``deepspg-espnetv2-photos``, docs/MODEL.md). Default: None.
         device (str | torch.device): ``auto`` (CUDA if available), ``cpu`` or ``cuda``. Default: auto.
         half (bool): fp16 on CUDA. Default: False.
         tile (int): Tile size in pixels; 0: whole images. Default: 0.
@@ -264,6 +266,8 @@ class DeepSPGEnhancer:
         if random_weights and self._weights_arg:
             raise EnhanceError('--random-weights and --weights exclude each other')
         weights = None if random_weights else self._weights_arg or paths.get('pretrain_network_g')
+        if weights is None and not random_weights and not self.opt:
+            weights = DEFAULT_ENHANCER  # neither an option file nor weights: the model that ships
         if weights is None and not random_weights:
             raise EnhanceError(
                 'no enhancer weights: pass --weights net_g.pth or set path.pretrain_network_g in the option file '
@@ -272,6 +276,8 @@ class DeepSPGEnhancer:
         self.weights = resolve_weights_path(weights)
         allow = self._model_args['allow_unsafe_checkpoint'] or paths.get('allow_unsafe_checkpoint', False)
         record = None if self.weights is None else read_weights_record(self.weights, allow)
+        self.info = dict((record or {}).get('info') or {})
+        self.weights_name = weights if self.weights != weights else None
         num_gpu = 1 if self.device.type == 'cuda' else 0
         opt = model_options(
             self.opt, self.weights, record, num_gpu=num_gpu, fold_prior_bn=fold_prior_bn, **self._model_args
@@ -280,6 +286,10 @@ class DeepSPGEnhancer:
         if not hasattr(model, 'enhance'):
             raise EnhanceError(f'model_type {type(model).__name__} has no enhance(); use DeepSPGModel or a subclass')
         model.net_g.eval()
+        if self.weights is not None:
+            from basicsr.utils import get_root_logger
+
+            get_root_logger().info(f'Enhancer: {self.describe()}')
         if self.half:
             model.net_g.half()
             if model.seg_prior is not None:
@@ -300,6 +310,19 @@ class DeepSPGEnhancer:
             'enhancer': (model.opt.get('path') or {}).get('pretrain_network_g') is None,
             'prior': prior is not None and bool(getattr(prior, 'random_init', False)),
         }
+
+    def describe(self):
+        """One line: which enhancer runs (its known name, what it was trained on) and its file."""
+        if self.backend == 'onnxruntime':
+            return f'the ONNX model {self.onnx}'
+        if self.weights is None:
+            return 'an UNTRAINED enhancer (random weights)'
+        info = getattr(self, 'info', {})
+        name = getattr(self, 'weights_name', None) or info.get('name')
+        head = f'{name}: ' if name else ''
+        trained = f'trained on {info["trained_on"]}; ' if info.get('trained_on') else ''
+        card = f' ({info["model_card"]})' if info.get('model_card') else ''
+        return f'{head}{trained}weights {self.weights}{card}'
 
     def check_tile(self, tile):
         """Raise :class:`EnhanceError` when ``tile``, rounded down to a multiple of the network's

@@ -9,7 +9,8 @@
 
       {'params': state_dict, 'params_ema': state_dict (optional),
        'deepspg': {'format': 'deepspg-weights/1', 'model_type': 'DeepSPGModel',
-                   'network_g': {...}, 'prior': {...}, 'param_key': 'params'}}
+                   'network_g': {...}, 'prior': {...}, 'param_key': 'params',
+                   'info': {'name': ..., 'trained_on': ..., ...} (optional)}}
 
   A plain BasicSR checkpoint (``{'params': ...}``) needs the option file beside it.
 * A weights argument that is not an existing file is a **known name**, resolved to a local file
@@ -177,7 +178,7 @@ def read_weights_record(path, allow_unsafe=False):
     return record
 
 
-def save_weights(path, params, network_g, prior=None, params_ema=None, model_type='DeepSPGModel'):
+def save_weights(path, params, network_g, prior=None, params_ema=None, model_type='DeepSPGModel', info=None):
     """Write a self-describing weights file, atomically (see the module docstring).
 
     Args:
@@ -187,6 +188,8 @@ def save_weights(path, params, network_g, prior=None, params_ema=None, model_typ
         prior (dict | None): Its ``prior`` options. Default: None (the defaults).
         params_ema (dict | None): The EMA weights; the default ``param_key`` when given.
         model_type (str): BasicSR model type. Default: ``DeepSPGModel``.
+        info (dict | None): What the weights are (``name``, ``trained_on``, ``recipe``, ...), shown
+            by the tools that load them. Default: None.
     """
     from ..utils.checkpoint import atomic_torch_save
 
@@ -197,6 +200,8 @@ def save_weights(path, params, network_g, prior=None, params_ema=None, model_typ
         'prior': copy.deepcopy(dict(prior or {})),
         'param_key': 'params' if params_ema is None else 'params_ema',
     }
+    if info:
+        record['info'] = copy.deepcopy(dict(info))
     obj = {'params': {k: v.detach().cpu() for k, v in params.items()}, 'deepspg': record}
     if params_ema is not None:
         obj['params_ema'] = {k: v.detach().cpu() for k, v in params_ema.items()}

@@ -1,8 +1,10 @@
-"""Known weights of the priors by name (:data:`KNOWN_WEIGHTS`), the packaged ESPNetv2 checkpoints, and
-the verified download cache. ``resolve_weights('espnetv2-pascal')`` gives a local, checked file."""
+"""Known weights by name (:data:`KNOWN_WEIGHTS`): the priors, the packaged ESPNetv2 checkpoints, the
+shipped enhancer (:data:`DEFAULT_ENHANCER`), and the verified download cache.
+``resolve_weights('espnetv2-pascal')`` gives a local, checked file."""
 
 from .download import WeightsError, cache_dir, download_file, file_sha256, verify_file
 from .known_weights import (
+    DEFAULT_ENHANCER,
     KNOWN_WEIGHTS,
     PACKAGE_WEIGHTS_DIR,
     KnownWeights,
@@ -15,6 +17,7 @@ from .known_weights import (
 )
 
 __all__ = [
+    'DEFAULT_ENHANCER',
     'KNOWN_WEIGHTS',
     'PACKAGE_WEIGHTS_DIR',
     'KnownWeights',

@@ -24,6 +24,7 @@ from .download import WeightsError, cache_dir, download_file, file_sha256, verif
 logger = logging.getLogger('basicsr')
 
 __all__ = [
+    'DEFAULT_ENHANCER',
     'KnownWeights',
     'KNOWN_WEIGHTS',
     'PACKAGE_WEIGHTS_DIR',
@@ -199,8 +200,24 @@ KNOWN_WEIGHTS = {
             options={'prior': {'clip_model': 'ViT-B-16', 'clip_quick_gelu': True}},
             description='CLIP ViT-B/16 as published by OpenAI (a TorchScript archive, fp16), 149.6 M parameters',
         ),
+        KnownWeights(
+            name='deepspg-espnetv2-photos',
+            label='DeepSPG photos (ESPNetv2)',
+            kind='enhancer',
+            filename='deepspg_espnetv2_photos.pth',
+            sha256='3ad5f659003ab2f8292a377d0a6e2362cdf3fdab6947d63633f16ef23351e44a',
+            url='',
+            source='this project: trained with options/train_DeepSPG_ESPNetv2_photos.yml (docs/MODEL.md)',
+            licence='Apache-2.0 (this project); the ESPNetv2 prior it runs with: MIT (LICENSE.EdgeNets)',
+            packaged=True,
+            description='DeepSPG base (0.59 M parameters) with the ESPNetv2 PASCAL prior on its input, trained on '
+            'real photographs darkened by a camera model; not trained on LOL (docs/MODEL.md)',
+        ),
     )
 }
+
+#: The enhancer the tools run when given neither an option file nor weights (shipped with the package).
+DEFAULT_ENHANCER = 'deepspg-espnetv2-photos'
 
 #: What :func:`locate_weights` returns: the local file, its full sha256, and the entry (None for a path).
 ResolvedWeights = namedtuple('ResolvedWeights', ['path', 'sha256', 'entry'])
@@ -270,6 +287,8 @@ def locate_weights(name_or_path, kind=None, download=None):
             'Weights %s (%s): %s, sha256 %s (%s verified)', entry.name, entry.label, packaged, digest, entry.checked
         )
         return ResolvedWeights(packaged, digest, entry)
+    if entry.packaged and not entry.url:
+        raise WeightsError(f'{entry.name!r}: the packaged file {packaged} is missing: reinstall deepspg-basicsr')
     cached = os.path.join(cache_dir(), entry.filename)
     if os.path.isfile(cached):
         digest = verify_file(cached, entry.sha256)

@@ -1,0 +1,86 @@
+"""The trained DeepSPG that ships with the package (docs/MODEL.md): found by name, checksum
+verified, the default of the Python API and of ``deepspg-enhance`` without an option file, and its
+output on a fixed image pinned (tests/data/shipped_model_expected.png, written by
+scripts/pin_shipped_output.py when the shipped weights change)."""
+
+import os
+
+from deepspg_basicsr.data.photo_pairs import darken
+from deepspg_basicsr.weights import DEFAULT_ENHANCER, KNOWN_WEIGHTS, PACKAGE_WEIGHTS_DIR, file_sha256, locate_weights
+
+import numpy as np
+import pytest
+
+EXPECTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'shipped_model_expected.png')
+#: Tolerance of the pinned output, in 8-bit grey levels: float rounding differs between CPUs and
+#: BLAS builds by far less than one level, so at most 1 level anywhere and rarely at all.
+MAX_LEVELS, MEAN_LEVELS = 1, 0.05
+
+
+def low_light_input():
+    """A fixed low-light image: skimage's astronaut, 96x128, darkened by the photo pairs' camera model."""
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut()[..., ::-1], (128, 96), interpolation=cv2.INTER_AREA)
+    return darken(np.ascontiguousarray(img), 0.05, 3000.0, 1e-3, np.random.default_rng(0))
+
+
+def test_the_shipped_weights_are_packaged_and_verified():
+    """Fails if the packaged file changes without its sha256 in the table (or the reverse)."""
+    entry = KNOWN_WEIGHTS[DEFAULT_ENHANCER]
+    assert entry.kind == 'enhancer' and entry.packaged
+    path = os.path.join(PACKAGE_WEIGHTS_DIR, entry.filename)
+    assert file_sha256(path) == entry.sha256
+    found = locate_weights(DEFAULT_ENHANCER, kind='enhancer', download=False)
+    assert found.path == path and found.sha256 == entry.sha256
+
+
+def test_a_corrupted_shipped_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from deepspg_basicsr.weights import WeightsError
+    from deepspg_basicsr.weights import known_weights as K
+
+    entry = KNOWN_WEIGHTS[DEFAULT_ENHANCER]
+    copy = tmp_path / entry.filename
+    shutil.copy(os.path.join(PACKAGE_WEIGHTS_DIR, entry.filename), copy)
+    with open(copy, 'r+b') as f:
+        f.seek(1000)
+        f.write(b'\x00\x01')
+    monkeypatch.setattr(K, 'PACKAGE_WEIGHTS_DIR', str(tmp_path))
+    with pytest.raises(WeightsError, match=entry.sha256):
+        locate_weights(DEFAULT_ENHANCER, download=False)
+
+
+def test_the_shipped_model_gives_the_pinned_output():
+    """Fails if the default model, its prior, its options record or the inference path changes the
+    output by more than float rounding (regenerate with scripts/pin_shipped_output.py only when the
+    shipped weights change on purpose)."""
+    from deepspg_basicsr import DeepSPGEnhancer
+
+    import cv2
+
+    enhancer = DeepSPGEnhancer(device='cpu')  # no option file, no weights: the shipped model
+    assert enhancer.weights_name == DEFAULT_ENHANCER and enhancer.random_weights == {'enhancer': False, 'prior': False}
+    assert enhancer.info['name'] == DEFAULT_ENHANCER and 'make_photo_pairs' in enhancer.info['trained_on']
+    out = enhancer.enhance(low_light_input())
+    expected = cv2.imread(EXPECTED, cv2.IMREAD_UNCHANGED)
+    diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= MAX_LEVELS and diff.mean() <= MEAN_LEVELS, (diff.max(), diff.mean())
+    assert out.mean() > 2 * low_light_input().mean()  # it brightens
+
+
+def test_the_command_line_without_an_option_file_runs_the_shipped_model(tmp_path, capsys):
+    """``deepspg-enhance photo.png --output out/``: the API's output, bit for bit, and the model named."""
+    from deepspg_basicsr import DeepSPGEnhancer
+    from deepspg_basicsr.enhance import main
+
+    import cv2
+
+    photo = tmp_path / 'photo.png'
+    cv2.imwrite(str(photo), low_light_input())
+    assert main([str(photo), '--output', str(tmp_path / 'out'), '--device', 'cpu', '--no-progress']) == 0
+    assert f'model: {DEFAULT_ENHANCER}: trained on' in capsys.readouterr().err
+    written = cv2.imread(str(tmp_path / 'out' / 'photo.png'))
+    assert np.array_equal(written, DeepSPGEnhancer(weights=DEFAULT_ENHANCER, device='cpu').enhance(low_light_input()))
