@@ -84,3 +84,14 @@ def test_the_command_line_without_an_option_file_runs_the_shipped_model(tmp_path
     assert f'model: {DEFAULT_ENHANCER}: trained on' in capsys.readouterr().err
     written = cv2.imread(str(tmp_path / 'out' / 'photo.png'))
     assert np.array_equal(written, DeepSPGEnhancer(weights=DEFAULT_ENHANCER, device='cpu').enhance(low_light_input()))
+
+
+def test_the_app_loads_the_shipped_model_when_given_nothing(tmp_path):
+    """The page's model status names the shipped model and what it was trained on (no random-weights warning)."""
+    from deepspg_basicsr.app.session import AppSession
+
+    session = AppSession(str(tmp_path / 'out'), device='cpu')
+    status = session.load('', '', '')
+    assert f'`{DEFAULT_ENHANCER}` (known weights, sha256 verified)' in status
+    assert 'trained on the training photos of datasets/make_photo_pairs.py' in status
+    assert 'RANDOM' not in status and session.random_weights_warnings() == []

@@ -305,10 +305,20 @@ class AppSession:
     def describe_model(self):
         """Markdown: the backend, the files and the random-weights warnings."""
         e = self.enhancer
-        files = f'`{e.onnx}`' if e.backend == 'onnxruntime' else f'`{e.option_file}`, checkpoint `{e.weights}`'
+        if e.backend == 'onnxruntime':
+            files = f'`{e.onnx}`'
+        elif getattr(e, 'weights_name', None):
+            files = f'`{e.weights_name}` (known weights, sha256 verified)'
+        elif e.option_file is None:
+            files = f'weights `{e.weights}`'
+        else:
+            files = f'`{e.option_file}`, checkpoint `{e.weights}`'
         lines = [f'**Model loaded** ({self.backend()}): {files}']
-        if e.backend == 'torch' and getattr(e, 'info', None):
-            lines.append(f'**{e.info.get("name", "model")}**: {e.describe().split(": ", 1)[1].split("; weights")[0]}')
+        info = getattr(e, 'info', None) or {}
+        if e.backend == 'torch' and info.get('trained_on'):
+            lines.append(
+                f'**{info.get("name", "model")}**: trained on {info["trained_on"]} ({info.get("model_card", "")})'
+            )
         lines += [f'> ⚠️ **{w}**' for w in self.random_weights_warnings()]
         return '\n\n'.join(lines)
 

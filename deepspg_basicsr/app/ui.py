@@ -136,7 +136,7 @@ def build_demo(session, tile=0):
                 )
                 weights = gr.Textbox(
                     value=session.defaults['weights'],
-                    label="Checkpoint (empty: the option file's path.pretrain_network_g)",
+                    label="Checkpoint (empty: the option file's path.pretrain_network_g; no file: the shipped model)",
                     elem_id='weights',
                 )
                 onnx = gr.Textbox(
