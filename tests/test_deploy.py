@@ -10,21 +10,20 @@ import json
 from deepspg_basicsr import enhance as E
 from deepspg_basicsr import export as X
 from deepspg_basicsr.data.demo_data import make_demo_data
+from deepspg_basicsr.deploy import ort_backend
 from deepspg_basicsr.deploy.batchnorm_fold import fold_batchnorm
 from deepspg_basicsr.priors.segmentation_prior import build_segmentation_prior
 
 import cv2
 import numpy as np
+import onnx  # onnx, onnxruntime and onnxscript are test extras (setup.py): required, not skipped
+import onnxruntime  # noqa: F401
+import onnxscript  # noqa: F401  (torch.onnx.export(dynamo=True) translates with it)
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 from llie_test_utils import BASE_TRAIN_OPT, LIGHT_SEG, write_test_option_file
-
-onnx = pytest.importorskip('onnx')
-ort_backend = pytest.importorskip('deepspg_basicsr.deploy.ort_backend')
-pytest.importorskip('onnxruntime')
-pytest.importorskip('onnxscript')  # torch.onnx.export(dynamo=True) translates with it
 
 NET = BASE_TRAIN_OPT['network_g']
 #: fp32 parity of the ONNX pipeline with the PyTorch pipeline (the issue's bound; measured ~3e-7).

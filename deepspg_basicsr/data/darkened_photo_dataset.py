@@ -86,9 +86,7 @@ class SPGDarkenedPhotoDataset(data.Dataset):
             self.ranges[key] = (float(value[0]), float(value[1]))
         self.seed = int(self.opt.get('seed', 0))
         self.paths = sorted(
-            osp.join(self.gt_folder, f)
-            for f in os.listdir(self.gt_folder)
-            if f.lower().endswith(IMAGE_EXTENSIONS)
+            osp.join(self.gt_folder, f) for f in os.listdir(self.gt_folder) if f.lower().endswith(IMAGE_EXTENSIONS)
         )
         if not self.paths:
             raise FileNotFoundError(f"datasets.{self.phase}.dataroot_gt '{self.gt_folder}' holds no image")
