@@ -165,6 +165,35 @@ def test_enhance_cli_onnxruntime_backend_matches_the_torch_backend(exported, tmp
         E.parse_args([str(src), '--output', str(tmp_path), '--backend', 'onnxruntime'])  # no --onnx
 
 
+def test_enhance_cli_self_ensemble_tiled_with_onnxruntime_equals_the_library_and_the_torch_backend(
+    exported, tmp_path, capsys
+):
+    """``deepspg-enhance --backend onnxruntime --self-ensemble --tile 64 --overlap 16`` (the ensemble
+    applied outside the ONNX model, per tile) writes what :class:`DeepSPGEnhancer` with the same
+    settings returns (bit for bit), within 8-bit rounding of the torch backend's ensemble, and not
+    the output without the ensemble.
+
+    Fails if the ONNX Runtime backend drops the ensemble (``self_ens=False`` passed by
+    ``DeepSPGEnhancer.enhance_tensor``: tried)."""
+    from deepspg_basicsr.inference import DeepSPGEnhancer
+
+    root, model, low = exported
+    img = np.ascontiguousarray(cv2.imread(str(low[0]))[:96, :128])
+    (tmp_path / 'in').mkdir()
+    assert cv2.imwrite(str(tmp_path / 'in' / 'a.png'), img)
+    settings = {'tile': 64, 'overlap': 16, 'self_ensemble': True}
+    argv = [str(tmp_path / 'in' / 'a.png'), '--backend', 'onnxruntime', '--onnx', str(root / 'm.onnx')]
+    argv += ['--threads', '1', '--device', 'cpu', '--no-progress', '--tile', '64', '--overlap', '16']
+    assert E.main(argv + ['--self-ensemble', '--output', str(tmp_path / 'out')]) == 0, capsys.readouterr().err
+    got = cv2.imread(str(tmp_path / 'out' / 'a.png'), cv2.IMREAD_UNCHANGED).astype(int)
+    library = DeepSPGEnhancer(onnx=str(root / 'm.onnx'), device='cpu', threads=1, **settings).enhance(img)
+    assert np.array_equal(got, library)
+    torch_backend = DeepSPGEnhancer.from_model(model, **settings).enhance(img)
+    assert np.abs(got - torch_backend).max() <= 1
+    plain = DeepSPGEnhancer.from_model(model, tile=64, overlap=16).enhance(img)
+    assert np.abs(got - plain).max() > 2
+
+
 def test_hrnet_pruned_branches_are_the_full_forward_and_folding_is_rounding(exported):
     _, model, _ = exported
     prior = build_segmentation_prior(model.opt['prior'])  # as built: the model's own is folded (perf default)

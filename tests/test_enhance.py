@@ -111,6 +111,26 @@ def test_glob_input_and_the_optional_pictures(setup, tmp_path, capsys):
     assert cv2.imread(str(out / 'seg/a.png')).shape == (40, 48, 3)
 
 
+def test_self_ensemble_tiled_from_the_command_line_equals_the_library(setup, tmp_path, capsys):
+    """``deepspg-enhance --self-ensemble --tile 32 --overlap 8`` (2 x 2 tiles, eight transforms of each)
+    writes what :class:`DeepSPGEnhancer` with the same settings returns, bit for bit, and not what
+    it returns without the ensemble.
+
+    Fails if ``--self-ensemble`` is not passed on (``run_options`` with ``'self_ensemble': False``: tried)."""
+    root, model = setup
+    img = cv2.resize(np.random.default_rng(3).integers(0, 60, (6, 8, 3), dtype=np.uint8), (52, 40))
+    (tmp_path / 'in').mkdir()
+    assert cv2.imwrite(str(tmp_path / 'in' / 'a.png'), img)
+    argv = [str(tmp_path / 'in' / 'a.png'), '-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth')]
+    argv += ['--output', str(tmp_path / 'out'), '--device', 'cpu', '--no-progress', '--tile', '32', '--overlap', '8']
+    assert E.main(argv + ['--self-ensemble']) == 0, capsys.readouterr().err
+    got = cv2.imread(str(tmp_path / 'out' / 'a.png'), cv2.IMREAD_UNCHANGED)
+    want = DeepSPGEnhancer.from_model(model, tile=32, overlap=8, self_ensemble=True).enhance(img)
+    plain = DeepSPGEnhancer.from_model(model, tile=32, overlap=8).enhance(img)
+    assert np.array_equal(got, want)
+    assert np.abs(got.astype(int) - plain).max() > 2
+
+
 def test_command_line_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
     root, model = setup
     (tmp_path / 'x.png').write_bytes(b'')
