@@ -177,8 +177,6 @@ def test_command_line_serves_on_loopback_by_default():
 
 
 def test_an_exported_onnx_model_gives_deepspg_enhance_onnxruntime_output(setup, tmp_path):
-    pytest.importorskip('onnxruntime')
-    pytest.importorskip('onnxscript')
     from deepspg_basicsr import export as X
 
     root, _, _ = setup

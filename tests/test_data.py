@@ -15,7 +15,6 @@ import torch
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
-from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils.data import DataLoader
 
 from deepspg_basicsr.data import PairCheckError, PairedLLIEDataset, check_pairs, find_pair_problems
@@ -167,10 +166,6 @@ def tiny_lol(tmp_path):
     counts = prepare_lmdb('lol_v1', str(out), root=root, progress=False)
     assert counts == {'our485': 3, 'eval15': 2}
     return tmp_path
-
-
-def test_dataset_registered():
-    assert DATASET_REGISTRY.get('PairedLLIEDataset') is PairedLLIEDataset
 
 
 @pytest.mark.parametrize('phase', ['val', 'train'])

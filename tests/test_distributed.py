@@ -1,5 +1,7 @@
 """Distributed training on torch.distributed: CPU (gloo) here, CUDA (nccl) where there is one."""
 
+import shutil
+
 from deepspg_basicsr import compat
 from deepspg_basicsr.launch import normalize_argv
 from deepspg_basicsr.utils.checkpoint import load_checkpoint_file
@@ -13,21 +15,13 @@ from torch.nn.parallel import DistributedDataParallel
 from training_runs import free_port, launch, logged_losses, make_pairs, run_opt
 
 
-def test_two_cpu_processes_equal_one_process_with_the_same_global_batch(tmp_path):
-    """``torchrun --nproc_per_node=2 ... --launcher pytorch`` (gloo, CPU) against one process.
-
-    Same global batch: 2 ranks x 2 images against 1 x 4. BasicSR's EnlargedSampler gives rank r
-    the positions r, r + 2, ... of one permutation (seeded by the epoch), so the two ranks' batch j
-    together are exactly the single process's batch j; crops are the whole 32x32 images and flips
-    are off, so the per-rank seeds do not matter. Every loss is a mean over equal-sized images and
-    DDP averages gradients, so the steps agree up to float rounding; the network has no
-    BatchNorm and the frozen priors are in eval mode.
-
-    Tolerances (Adam, 4 iterations): logged losses relative 1e-3 (observed: equal to the 5
-    logged digits for l_pix / l_edge / l_clip, 1e-4 relative for l_sem, a KL of about 5e-6 between
-    nearly equal distributions); final weights absolute 1e-5 (observed about 2e-7).
-    """
-    data = make_pairs(str(tmp_path / 'pairs'), size=32)
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """The same 4 iterations on 4 pairs with a global batch of 4: one process (batch 4) and
+    ``torchrun --nproc_per_node=2 ... --launcher pytorch`` (gloo, CPU; 2 ranks x 2), both to the end.
+    Returns the folder (experiments under ``experiments/``) and what each run printed."""
+    tmp_path = tmp_path_factory.mktemp('ddp')
+    data = make_pairs(str(tmp_path / 'pairs'), num=4, size=32)
     files = {}
     for name, batch in (('single', 4), ('ddp', 2)):
         opt = run_opt(name, data, total_iter=4, save_freq=2, batch=batch, augment=False, clip=True)
@@ -46,7 +40,24 @@ def test_two_cpu_processes_equal_one_process_with_the_same_global_batch(tmp_path
     for name, proc in (('single', single), ('ddp', ddp)):
         outs[name], _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, f'{name}:\n{outs[name][-4000:]}'
+    return tmp_path, data, outs
 
+
+def test_two_cpu_processes_equal_one_process_with_the_same_global_batch(runs):
+    """``torchrun --nproc_per_node=2 ... --launcher pytorch`` (gloo, CPU) against one process.
+
+    Same global batch: 2 ranks x 2 images against 1 x 4. BasicSR's EnlargedSampler gives rank r
+    the positions r, r + 2, ... of one permutation (seeded by the epoch), so the two ranks' batch j
+    together are exactly the single process's batch j; crops are the whole 32x32 images and flips
+    are off, so the per-rank seeds do not matter. Every loss is a mean over equal-sized images and
+    DDP averages gradients, so the steps agree up to float rounding; the network has no
+    BatchNorm and the frozen priors are in eval mode.
+
+    Tolerances (Adam, 4 iterations): logged losses relative 1e-3 (observed: equal to the 5
+    logged digits for l_pix / l_edge / l_clip, 1e-4 relative for l_sem, a KL of about 5e-6 between
+    nearly equal distributions); final weights absolute 1e-5 (observed about 2e-7).
+    """
+    tmp_path, _, outs = runs
     exp = tmp_path / 'experiments'
     one, two = logged_losses(outs['single']), logged_losses(outs['ddp'])
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
@@ -67,6 +78,37 @@ def test_two_cpu_processes_equal_one_process_with_the_same_global_batch(tmp_path
     assert sorted(p.name for p in (exp / 'ddp/training_states').iterdir()) == ['2.state', '4.state']
     state = load_checkpoint_file(exp / 'ddp/training_states/4.state')
     assert len(state['rng']) == 2 and state['data'] == {'batch_size': 2, 'world_size': 2}
+
+
+def test_resume_in_one_process_from_a_two_rank_state_continues_the_run(runs):
+    """The two-rank run's ``2.state`` resumed by one process (batch 4, the same global batch): the
+    sampler says the world size changed and restarts the epoch, the RNG states of 2 ranks are not
+    applied to 1, and iterations 3 and 4 equal the uninterrupted runs' (every batch is all 4 pairs,
+    whole images, no flips: the order of the data does not matter here; weights, Adam state and
+    scheduler come from the state). Same tolerances as the two-rank test.
+
+    Fails if the resumed process does not load the saved weights (``check_resume`` dropped from
+    ``load_resume_state``: tried, it trains a fresh network: l_pix 0.112 at iteration 3 instead of 0.094)."""
+    tmp_path, data, outs = runs
+    exp = tmp_path / 'experiments'
+    (exp / 'resumed' / 'training_states').mkdir(parents=True)
+    (exp / 'resumed' / 'models').mkdir()
+    shutil.copy(exp / 'ddp/models/net_g_2.pth', exp / 'resumed/models/net_g_2.pth')
+    opt = run_opt('resumed', data, total_iter=4, save_freq=2, batch=4, augment=False, clip=True)
+    opt['path'] = {'resume_state': str(exp / 'ddp/training_states/2.state')}
+    (tmp_path / 'resumed.yml').write_text(yaml.safe_dump(opt))
+    out, _ = launch(tmp_path, tmp_path / 'resumed.yml').communicate(timeout=300)
+    assert 'Resume: batch_size 2 -> 4, world_size 2 -> 1 changed since the state was saved' in out, out[-4000:]
+    assert 'RNG states of 2 ranks saved, 1 now: generators not restored' in out
+    one, resumed = logged_losses(outs['single']), logged_losses(out)
+    assert sorted(resumed) == [3, 4], out[-4000:]
+    for it in resumed:
+        for key, value in one[it].items():
+            assert resumed[it][key] == pytest.approx(value, rel=1e-3), (it, key)
+    a = load_checkpoint_file(exp / 'single/models/net_g_latest.pth')['params']
+    b = load_checkpoint_file(exp / 'resumed/models/net_g_latest.pth')['params']
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5)
 
 
 @pytest.fixture

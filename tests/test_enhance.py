@@ -63,9 +63,14 @@ def _images(folder):
     return imgs
 
 
-def test_folder_keeps_names_depth_grey_alpha_and_reports_the_corrupt_file(setup, tmp_path, capsys, monkeypatch):
+def test_folder_keeps_names_depth_grey_alpha_and_reports_the_corrupt_file(setup, tmp_path, capsys):
+    """The command line loads the option file and weights itself; each written file equals the
+    library's :meth:`DeepSPGEnhancer.enhance` of the source image with the model that wrote the
+    weights (bit for bit).
+
+    Fails if the command line runs other options than it was given (``run_options`` with
+    ``'self_ensemble': True``: tried) or loads other weights."""
     root, model = setup
-    monkeypatch.setattr(E, 'build_enhancer', lambda args, device: _wrap(model, args))  # the same net (its weights file)
     imgs = _images(tmp_path / 'in')
     out = tmp_path / 'out'
     argv = [str(tmp_path / 'in'), '-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth')]
@@ -74,9 +79,11 @@ def test_folder_keeps_names_depth_grey_alpha_and_reports_the_corrupt_file(setup,
     assert status == 1
     assert 'corrupt.png' in err and 'cannot decode' in err and '4 of 5 images written' in err
     assert sorted(p.name for p in out.iterdir()) == sorted(imgs)  # same names, nothing else
+    reference = DeepSPGEnhancer.from_model(model)  # the library's defaults
     for name, src in imgs.items():
         got = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert got.dtype == src.dtype and got.shape == src.shape, name
+        assert np.array_equal(got, reference.enhance(src)), name
         assert not np.array_equal(got, src), name  # it was enhanced
     alpha_src = imgs['alpha.png'][..., 3]
     assert np.array_equal(cv2.imread(str(out / 'alpha.png'), cv2.IMREAD_UNCHANGED)[..., 3], alpha_src)
@@ -102,6 +109,26 @@ def test_glob_input_and_the_optional_pictures(setup, tmp_path, capsys):
     ]
     assert cv2.imread(str(out / 'compare/a.png')).shape == (40, 96, 3)  # input | output
     assert cv2.imread(str(out / 'seg/a.png')).shape == (40, 48, 3)
+
+
+def test_self_ensemble_tiled_from_the_command_line_equals_the_library(setup, tmp_path, capsys):
+    """``deepspg-enhance --self-ensemble --tile 32 --overlap 8`` (2 x 2 tiles, eight transforms of each)
+    writes what :class:`DeepSPGEnhancer` with the same settings returns, bit for bit, and not what
+    it returns without the ensemble.
+
+    Fails if ``--self-ensemble`` is not passed on (``run_options`` with ``'self_ensemble': False``: tried)."""
+    root, model = setup
+    img = cv2.resize(np.random.default_rng(3).integers(0, 60, (6, 8, 3), dtype=np.uint8), (52, 40))
+    (tmp_path / 'in').mkdir()
+    assert cv2.imwrite(str(tmp_path / 'in' / 'a.png'), img)
+    argv = [str(tmp_path / 'in' / 'a.png'), '-opt', str(root / 'test.yml'), '--weights', str(root / 'net_g.pth')]
+    argv += ['--output', str(tmp_path / 'out'), '--device', 'cpu', '--no-progress', '--tile', '32', '--overlap', '8']
+    assert E.main(argv + ['--self-ensemble']) == 0, capsys.readouterr().err
+    got = cv2.imread(str(tmp_path / 'out' / 'a.png'), cv2.IMREAD_UNCHANGED)
+    want = DeepSPGEnhancer.from_model(model, tile=32, overlap=8, self_ensemble=True).enhance(img)
+    plain = DeepSPGEnhancer.from_model(model, tile=32, overlap=8).enhance(img)
+    assert np.array_equal(got, want)
+    assert np.abs(got.astype(int) - plain).max() > 2
 
 
 def test_command_line_errors_are_clear(setup, tmp_path, capsys, monkeypatch):

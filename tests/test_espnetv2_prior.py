@@ -154,8 +154,6 @@ def test_published_city_checkpoint_loads_and_mismatch_is_named(tmp_path):
 
 def test_pipeline_with_the_real_prior_exports_to_onnx_with_parity(tmp_path):
     """deepspg-export and the ONNX Runtime backend with the published PASCAL prior: parity as for HRNet."""
-    pytest.importorskip('onnxruntime')
-    pytest.importorskip('onnxscript')
     from deepspg_basicsr import export as X
     from deepspg_basicsr.deploy.ort_backend import OrtSession
 

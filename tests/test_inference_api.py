@@ -169,8 +169,6 @@ def test_a_known_name_is_resolved_through_the_weights_table(setup, tmp_path, mon
 
 
 def test_the_onnx_backend_through_the_same_interface_equals_the_command_line(setup, tmp_path):
-    pytest.importorskip('onnxruntime')
-    pytest.importorskip('onnxscript')
     from deepspg_basicsr import export as X
 
     root, imgs, _ = setup

@@ -33,11 +33,27 @@ def test_option_file_names_registered_components(path):
 
 
 @pytest.mark.parametrize('path', FILES, ids=[p.name for p in FILES])
-def test_network_builds(path):
-    from basicsr.archs import build_network
+def test_network_builds_and_takes_the_channels_its_prior_gives(path):
+    """The network builds from the file, and a semantic one expects the channels of the prior
+    branches the file names (read from the prior's config: no prior is built).
 
-    net = build_network(copy.deepcopy(_load(path)['network_g']))
-    assert sum(p.numel() for p in net.parameters()) > 0
+    Fails if a file's ``network_g.sem_channels`` and ``prior.seg_branches`` disagree (tried:
+    ``seg_branches: [0, 1, 2]`` in train_DeepSPG_ESPNetv2_LOLv1.yml, whose prior gives 32 / 128 /
+    256 there); such a file builds but stops when training starts."""
+    from deepspg_basicsr.priors.segmentation_prior import DEFAULT_SEG_CONFIG, resolve_mmseg_config
+    from deepspg_basicsr.weights import complete_prior_options
+
+    from basicsr.archs import build_network
+    from mmengine.config import Config
+
+    opt = _load(path)
+    net = build_network(copy.deepcopy(opt['network_g']))
+    if not getattr(net, 'use_semantics', False):
+        return
+    prior = complete_prior_options(opt.get('prior'))
+    config = Config.fromfile(resolve_mmseg_config(prior.get('seg_config') or DEFAULT_SEG_CONFIG))
+    channels = list(config.model.decode_head.in_channels)
+    assert list(net.sem_channels) == [channels[b] for b in prior.get('seg_branches') or (0, 1, 2)]
 
 
 TRAIN_FILES = [p for p in FILES if p.name.startswith('train_DeepSPG') and 'TextGuidance' not in p.name]

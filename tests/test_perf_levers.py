@@ -122,6 +122,11 @@ def test_bf16_inference_within_psnr_tolerance(model):
 
 
 def test_bf16_training_step_is_finite_and_close():
+    """Each logged loss within 1 % of float32's, however small (l_sem is about 5e-6; measured: at
+    most 0.3 % apart, l_sem).
+
+    Fails if the KL loss takes the prior's bf16 logits as they are (``.float()`` dropped in
+    ``SemanticKLLoss.forward``: tried, l_sem 2.5e-5 instead of 4.6e-6)."""
     lq, gt = _pair(size=32, seed=1)
     losses = []
     for amp in ('none', 'bf16'):
@@ -133,7 +138,7 @@ def test_bf16_training_step_is_finite_and_close():
     assert set(losses[0]) == set(losses[1]) == {'l_pix', 'l_edge', 'l_sem', 'l_clip'}
     for key, ref in losses[0].items():
         assert math.isfinite(losses[1][key])
-        assert losses[1][key] == pytest.approx(ref, rel=0.05, abs=1e-3), key
+        assert losses[1][key] == pytest.approx(ref, rel=0.01, abs=0), key
 
 
 # ---- no graph where none is needed ----------------------------------------------------------------
@@ -236,9 +241,31 @@ def test_perf_options_are_validated_and_not_mutated():
         parse_perf_options({'channels_last': ['decoder']})
 
 
-def test_compile_option_keeps_state_dict_keys(model):
-    compiled = _model(perf={'compile': True})
-    assert list(compiled.net_g.state_dict()) == list(model.net_g.state_dict())
+def test_compile_option_runs_a_compiled_forward_with_the_same_output_and_keys(model):
+    """``perf.compile`` with a recording backend: TorchDynamo captures the enhancer's graphs and the
+    model's inference runs them (the captured FX graphs, eagerly: inductor works here, but took 20 s
+    for a one-line function on the 2-core machine), with the eager output; state-dict keys unchanged.
+
+    Fails if ``compile_module`` does not compile (its ``module.compile`` call removed: tried, no
+    graph captured or run)."""
+    captured, runs = [], []
+
+    def backend(gm, example_inputs):
+        captured.append(gm)
+        return lambda *args: runs.append(1) or gm.forward(*args)
+
+    torch._dynamo.reset()
+    try:
+        compiled = _model(perf={'compile': {'backend': backend}})
+        assert list(compiled.net_g.state_dict()) == list(model.net_g.state_dict())
+        compiled.net_g.load_state_dict(model.net_g.state_dict())
+        lq, _ = _pair(size=32)
+        out, ref = _infer(compiled, lq), _infer(model, lq)
+    finally:
+        torch._dynamo.reset()
+    assert captured and len(runs) >= len(captured)
+    assert any(n.op == 'call_module' or n.op == 'call_function' for gm in captured for n in gm.graph.nodes)
+    assert out.shape == ref.shape and float((out - ref).abs().max()) <= 1e-5
 
 
 @pytest.mark.cuda

@@ -1,7 +1,10 @@
 """Every registered name of the project resolves through BasicSR's registries, once."""
 
+import ast
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from basicsr.utils.registry import (
@@ -37,7 +40,7 @@ EXPECTED = {
         'SemanticConsistencyLoss',
     ],
     'dataset': ['PairedLLIEDataset', 'UnpairedLLIEDataset'],
-    'metric': ['calculate_psnr_llie', 'calculate_ssim_llie', 'calculate_brightness_llie'],
+    'metric': ['calculate_psnr_llie', 'calculate_ssim_llie', 'calculate_brightness_llie', 'calculate_niqe_llie'],
 }
 
 
@@ -54,12 +57,44 @@ def test_expected_names_resolve(kind):
     assert set(EXPECTED[kind]) <= set(project_names(registry))
 
 
+def stock_names():
+    """Names stock BasicSR registers, per kind, read from its source (not from the registries, which
+    the project has filled too): each class or function decorated with ``<KIND>_REGISTRY.register()``,
+    as the name it is registered under, and the name ``get`` falls back from (without the suffix)."""
+    kinds = {f'{kind.upper()}_REGISTRY': kind for kind in REGISTRIES}
+    root = Path(importlib.util.find_spec('basicsr').origin).parent
+    names = {kind: {} for kind in REGISTRIES}
+    for path in root.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                continue
+            for dec in node.decorator_list:
+                func = getattr(dec, 'func', None)
+                registry = getattr(getattr(func, 'value', None), 'id', '')
+                if isinstance(func, ast.Attribute) and func.attr == 'register' and registry in kinds:
+                    suffix = next((k.value.value for k in dec.keywords if k.arg == 'suffix'), None)
+                    registered = node.name + ('_' + suffix if suffix else '')
+                    names[kinds[registry]][registered] = node.name
+    return names
+
+
 def test_project_names_do_not_shadow_basicsr_names():
-    # BasicSR raises on a second registration of a name, so a project name equal to a stock one
-    # could not even import; check that every project entry lives in the project's modules.
+    """No project entry takes a stock name (BasicSR refuses an exact repeat, but a project
+    ``SRVGGNetCompact`` would silently win over ``SRVGGNetCompact_basicsr``, which ``get`` falls back
+    to), and every stock name still resolves to BasicSR's own object.
+
+    Fails if a project module puts its class under a stock name: tried with
+    ``ARCH_REGISTRY._obj_map['SRVGGNetCompact'] = DeepSPG`` in ``deepspg_basicsr/archs/__init__.py``."""
+    stock = stock_names()
+    assert 'RRDBNet' in stock['arch'] and stock['arch']['SRVGGNetCompact_basicsr'] == 'SRVGGNetCompact'
     for kind, registry in REGISTRIES.items():
-        for name in project_names(registry):
-            assert registry.get(name).__module__.startswith('deepspg_basicsr.'), (kind, name)
+        taken = set(stock[kind]) | set(stock[kind].values())
+        assert not taken & set(project_names(registry)), kind
+        assert not taken & set(EXPECTED[kind]), kind
+        for name in stock[kind]:
+            assert registry.get(name).__module__.startswith('basicsr.'), (kind, name)
+        for name in set(stock[kind].values()) - set(stock[kind]):  # the suffixed ones, asked for plainly
+            assert registry.get(name).__module__.startswith('basicsr.'), (kind, name)
 
 
 SNIPPETS = {

@@ -216,6 +216,63 @@ def test_gan_step_updates_generator_and_discriminator(tmp_path):
     assert (tmp_path / '1.state').is_file()
 
 
+def _same_state(a, b, where=''):
+    """Assert two (nested) state dicts hold equal values: tensors equal, numbers equal."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            _same_state(a[key], b[key], f'{where}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same_state(x, y, f'{where}[{i}]')
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_gan_resume_restores_the_discriminator_and_its_optimiser(tmp_path):
+    """Resumed as BasicSR's train.py does (``load_resume_state``, which points
+    ``path.pretrain_network_d`` at ``net_d_<iter>.pth``; ``build_model``; ``resume_training``): the
+    discriminator's weights and its Adam state equal the saved run's, and the next iteration gives
+    the same losses and weights as the run that was not interrupted.
+
+    Fails if ``optimizer_d`` is not among the saved optimisers (``self.optimizers.append(self.optimizer_d)``
+    removed from ``SemanticGANModel.setup_optimizers``: tried, its Adam state starts afresh)."""
+    from deepspg_basicsr.utils.resume import load_resume_state
+
+    opt = _gan_opt(tmp_path, wrapper_opt('srvgg'))
+    opt['auto_resume'] = False
+    torch.manual_seed(0)
+    model = build_model(copy.deepcopy(opt))
+    g = torch.Generator().manual_seed(1)
+    batches = [{'lq': torch.rand(1, 3, 32, 32, generator=g) * 0.2, 'gt': torch.rand(1, 3, 32, 32, generator=g)}]
+    batches.append({'lq': batches[0]['lq'].flip(-1), 'gt': batches[0]['gt'].flip(-1)})
+    for it, batch in enumerate(batches, 1):
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    model.save(0, 2)
+
+    opt['path']['resume_state'] = str(tmp_path / '2.state')
+    state = load_resume_state(opt)
+    assert opt['path']['pretrain_network_d'] == str(tmp_path / 'net_d_2.pth')
+    torch.manual_seed(1)  # other initial weights: everything must come from the files
+    resumed = build_model(opt)
+    resumed.resume_training(state)
+    _same_state(resumed.net_d.state_dict(), model.net_d.state_dict(), 'net_d')
+    _same_state(resumed.optimizer_d.state_dict(), model.optimizer_d.state_dict(), 'optimizer_d')
+    assert resumed.optimizer_d.state_dict()['state'], 'the Adam state of two steps was restored'
+
+    for m in (model, resumed):
+        m.feed_data(batches[0])
+        m.optimize_parameters(3)
+    for key, value in model.log_dict.items():
+        assert resumed.log_dict[key] == pytest.approx(value, rel=1e-6), key
+    for key, value in model.net_d.state_dict().items():
+        torch.testing.assert_close(resumed.net_d.state_dict()[key], value, rtol=0, atol=1e-6)
+
+
 # ---- text guidance ----------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def tiny_clip():
