@@ -14,6 +14,8 @@ import sys
 import time
 import traceback
 
+from ..utils.metric_report import cpu_model
+
 #: Options that only say where a run reads or writes files: left out of the command a report records.
 WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
 
@@ -137,14 +139,6 @@ def load_average():
         return [math.nan] * 3
 
 
-def _cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def machine_record(threads=None):
     """What the numbers were measured on (``threads``: ONNX Runtime's, None: torch's)."""
     import torch
@@ -156,7 +150,7 @@ def machine_record(threads=None):
     except ImportError:
         ort = None
     return {
-        'cpu': _cpu_name(),
+        'cpu': cpu_model() or platform.processor() or platform.machine(),
         'logical_cores': os.cpu_count(),
         'system': f'{platform.system()} {platform.machine()}',
         'python': platform.python_version(),
@@ -219,9 +213,8 @@ def update_docs(blocks, docs):
 
 
 def write_json(path, data):
-    """Write ``data`` as indented JSON (NaN / inf as strings), making the folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    """Write ``data`` as indented JSON (NaN / inf as strings) atomically, making the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
@@ -232,8 +225,9 @@ def write_json(path, data):
             return [clean(x) for x in v]
         return v
 
-    with open(path, 'w', encoding='utf-8') as f:
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
         json.dump(clean(data), f, indent=1)
+    os.replace(path + '.tmp', path)
 
 
 class Report:

@@ -1,46 +1,21 @@
 """Does SEM turn what a segmentation prior knows into better enhancement of unseen photos?
 
-DeepSPG networks are trained with the same seed, the same batches and the same budget, differing only
-in where the SEM features come from (``prior.source``, see
-:class:`~deepspg_basicsr.models.deepspg_model.DeepSPGModel`) or in one switch:
-
-* ``no semantics``: ``network_g.use_semantics: false`` (no SEM at all);
-* ``input (default)``: the prior on the low-light input (the deployable setting);
-* ``gt (oracle)``: the prior on the ground truth: features of a prior that *knows the answer*;
-* ``shuffled (control)``: the prior on the ground truth of another image of the batch: the same kind
-  of features, carrying nothing about this image;
-* ``published SEM, input``: the prior on the input, SEM as published (``sem_spatial: false``);
-* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4);
-* ``Retinexformer (peer)``: Retinexformer's LOL-v1 network (``--retinexformer FILE``, its own
-  ``RetinexFormer_arch.py``, never part of this project) trained the same way: same batches, losses,
-  optimiser and budget, padded to a multiple of 8 and cropped back.
-
-Every network is evaluated on whole *unseen* test photos (``eval15``) with features from its own
-source (the oracle: each photo's ground truth; the control: the next photo's), PSNR / SSIM / GT-mean
-PSNR; the input-prior networks also with the inference levers (prior at half resolution, no C2F pass).
-Each (variant, seed) is one job whose result is a JSON file in ``--out``: jobs already there are not
-rerun (a run that dies resumes), and ``--shard i/n`` splits the jobs between processes.
-
-Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint, which
-ships with the package, or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
-(``options/train_DeepSPG_random_prior_demo.yml``'s HRNet-W18-small with RANDOM weights, the first proof's
-setting). The ESPNetv2 presets are entries of :data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`.
-
-Section ``proof`` of ``deepspg-bench`` (block ``proof``); ``scripts/semantic_proof.py`` runs it with one
-thread by default. ``--quick``: the demo data, the demo's random prior, 10 iterations, no semantics against
-the oracle (a check that the machinery runs). Usage::
-
-    python datasets/make_photo_pairs.py                    # the real-photo pairs (docs/DATA.md)
-    deepspg-bench proof --threads 1                        # everything, one process
-    deepspg-bench proof --threads 1 --shard 0/2 &  deepspg-bench proof --threads 1 --shard 1/2   # two processes
-    deepspg-bench proof --report-only --write-docs         # the tables from the jobs' files, into the docs
+DeepSPG networks are trained with the same seed, batches and budget, differing only in where the SEM
+features come from (``prior.source``) or in one switch (:data:`VARIANTS`); Retinexformer's LOL-v1 network
+(``--retinexformer FILE``, its own arch file, never part of this project) is trained the same way. Each is
+evaluated on whole *unseen* test photos with features from its own source (PSNR / SSIM / GT-mean PSNR),
+the input-prior networks also with the inference levers. Each (variant, seed) is one job whose result is a
+JSON file in ``--work``: jobs already there are not rerun, and ``--shard i/n`` splits the jobs between
+processes. Priors (``--prior``): entries of :data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`, or ``demo`` (the
+random-prior demo's). Section ``proof`` of ``deepspg-bench``; ``scripts/semantic_proof.py`` runs it with one
+thread by default; ``--quick``: the demo data and prior, 10 iterations (a check that the machinery runs).
+The method, the commands and the results: docs/DEEPSPG.md.
 """
 
 import copy
 import glob
 import json
 import os
-import platform
 import random
 import time
 
@@ -54,18 +29,17 @@ import torch
 import yaml
 from basicsr.utils import tensor2img
 
+from ..utils.checkpoint import atomic_torch_save
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
+from .core import write_json
 from .proof_analysis import analyse
 
 #: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
 PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
-#: Prior presets: (option sections merged into the demo's, known weights name or None for random weights).
-PRIORS = {
-    'demo': ({}, None),
-    **{name: (KNOWN_WEIGHTS[name].option_fragment(), name) for name in ('espnetv2-pascal', 'espnetv2-city')},
-}
+#: Prior presets: ``demo`` (the demo's random prior as it is) and known weights names.
+PRIORS = ('demo', 'espnetv2-pascal', 'espnetv2-city')
 KL = {'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.01, 'temperature': 1.0}}
 #: Variant -> (option sections merged into the proof's, source of the SEM features at evaluation).
 VARIANTS = {
@@ -127,14 +101,10 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
     if not all_losses:
         opt['train'].pop('semantic_opt', None)
         opt['train'].pop('clip_opt', None)
-    sections, weights = PRIORS[prior]
-    if weights is not None:
-        sections = copy.deepcopy(sections)
-        sections['prior']['seg_checkpoint'] = seg_checkpoint or weights
-    for section, values in [*copy.deepcopy(sections).items(), ('network_g', network or {})]:
-        opt.setdefault(section, {}).update(values)
-    for section, values in copy.deepcopy(extra or {}).items():
-        opt.setdefault(section, {}).update(values)
+    if prior != 'demo':
+        fragment = KNOWN_WEIGHTS[prior].option_fragment()
+        opt = merge_sections(opt, merge_sections(fragment, {'prior': {'seg_checkpoint': seg_checkpoint or prior}}))
+    opt = merge_sections(merge_sections(opt, {'network_g': network or {}}), extra)
     # the iterations, crop and batch are the proof's, whatever the merged sections say
     opt['datasets']['train'].update(data or {})
     train = opt['train']
@@ -307,30 +277,21 @@ def job_options(
     return opt, source
 
 
-def run_job(
-    name,
-    seed,
-    root,
-    iters,
-    prior='demo',
-    seg_checkpoint=None,
-    data=None,
-    network=None,
-    all_losses=False,
-    save=None,
-    options=None,
-    levers=True,
-):
-    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`);
-    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``); ``options``:
-    sections merged into every variant's options before the variant's own switch (``--options``; the peer
-    takes its ``train`` section only); ``levers``: also evaluate the inference levers."""
-    opt, source = job_options(name, iters, options, all_losses, network, prior, seg_checkpoint, data)
+def run_job(name, seed, root, iters, save=None, levers=True, **options):
+    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`).
+
+    Args:
+        save (str | None): Also write the trained enhancer's weights there (``{'params': state_dict}``).
+        levers (bool): Also evaluate the inference levers.
+        options: :func:`job_options`'s keywords (``options``, ``all_losses``, ``network``, ``prior``,
+            ``seg_checkpoint``, ``data``).
+    """
+    opt, source = job_options(name, iters, **options)
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed, train_data)
     model, l_pix, seconds = train(opt, batches, seed)
     if save:
-        torch.save({'params': model.net_g.state_dict()}, save)
+        atomic_torch_save({'params': model.net_g.state_dict()}, save)
     pairs = test_pairs(root)
     row = {
         'variant': name,
@@ -372,6 +333,15 @@ def _slug(name):
     return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
 
 
+def _job_path(out, name, seed):
+    return os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+
+
+def _read_job(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _mean_std(values):
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -381,70 +351,50 @@ def _fmt(values, digits=2):
     return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
+def _paired(by, name):
+    """PSNR differences of ``name``'s jobs to ``no semantics``' of the same seed."""
+    base, runs = by.get('no semantics', {}), by.get(name, {})
+    return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
+
+
+#: The main table's measures: header, value of one job, digits.
+MEASURES = (
+    ('unseen PSNR (dB)', lambda r: r['test']['psnr'], 2),
+    ('unseen SSIM', lambda r: r['test']['ssim'], 3),
+    ('unseen GT-mean PSNR (dB)', lambda r: r['test']['psnr_gt_mean'], 2),
+    ('10 training photos PSNR (dB)', lambda r: r['train_subset']['psnr'], 2),
+)
+
+
 def report(rep, rows, args, input_db):
     """Markdown tables (means ± std over seeds) and the targets, from the jobs' dicts."""
     by = {}
     for r in rows:
         by.setdefault(r['variant'], {})[r['seed']] = r
-    seeds = sorted({r['seed'] for r in rows})
-    base = by.get('no semantics', {})
     rep(
-        f'- command: `{args.command}`; machine: {platform.machine()}, {os.cpu_count()} logical cores, '
-        f'torch {torch.__version__}, {args.threads} thread(s) per process; data `{os.path.relpath(args.root, ROOT)}` '
-        f'({len(os.listdir(os.path.join(args.root, "eval15", "low")))} unseen test photos, whole images); '
-        f'seeds {seeds}; {args.iters} iterations, '
+        f'- data `{os.path.relpath(args.root, ROOT)}` ({len(os.listdir(os.path.join(args.root, "eval15", "low")))} '
+        f'unseen test photos, whole images); seeds {sorted({r["seed"] for r in rows})}; {args.iters} iterations, '
         f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
         f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
     )
     rep()
     table = []
-    for name in [*VARIANTS, PEER]:
-        runs = by.get(name)
-        if not runs:
-            continue
-        common = [s for s in runs if s in base]
-        delta = (
-            _fmt([runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in common])
-            if common and name != 'no semantics'
-            else ''
-        )
-        vals = list(runs.values())
-        table.append(
-            [
-                name,
-                len(vals),
-                _fmt([r['test']['psnr'] for r in vals]),
-                delta,
-                _fmt([r['test']['ssim'] for r in vals], 3),
-                _fmt([r['test']['psnr_gt_mean'] for r in vals]),
-                _fmt([r['train_subset']['psnr'] for r in vals]),
-                f'{np.mean([r["s_per_iter"] for r in vals]):.2f}',
-            ]
-        )
-    rep.table(
-        [
-            'variant',
-            'seeds',
-            'unseen PSNR (dB)',
-            'vs no semantics (paired by seed)',
-            'unseen SSIM',
-            'unseen GT-mean PSNR (dB)',
-            '10 training photos PSNR (dB)',
-            's / iteration',
-        ],
-        table,
-    )
+    for name in [n for n in [*VARIANTS, PEER] if by.get(n)]:
+        vals, paired = list(by[name].values()), _paired(by, name)
+        cells = [_fmt([get(r) for r in vals], digits) for _, get, digits in MEASURES]
+        delta = _fmt(paired) if paired and name != 'no semantics' else ''
+        table.append([name, len(vals), cells[0], delta, *cells[1:], f'{np.mean([r["s_per_iter"] for r in vals]):.2f}'])
+    headers = [m[0] for m in MEASURES]
+    headers.insert(1, 'vs no semantics (paired by seed)')
+    rep.table(['variant', 'seeds', *headers, 's / iteration'], table)
     lever_rows = []
     for name, runs in by.items():
-        names = sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str)
-        for lever in names:
-            vals = [r['levers'][lever] for r in runs.values() if lever in r.get('levers', {})]
-            if vals:
-                full = [r['test']['psnr'] for r in runs.values() if lever in r.get('levers', {})]
-                change = _fmt([v['psnr'] - f for v, f in zip(vals, full)])
-                lever_rows.append(
-                    [name, lever, _fmt([v['psnr'] for v in vals]), change, _fmt([v['ssim'] for v in vals], 3)]
-                )
+        for lever in sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str):
+            with_lever = [r for r in runs.values() if lever in r.get('levers', {})]
+            vals = [r['levers'][lever] for r in with_lever]
+            change = _fmt([v['psnr'] - r['test']['psnr'] for v, r in zip(vals, with_lever)])
+            psnr, ssim = _fmt([v['psnr'] for v in vals]), _fmt([v['ssim'] for v in vals], 3)
+            lever_rows.append([name, lever, psnr, change, ssim])
     if lever_rows:
         rep.table(['network', 'inference lever', 'unseen PSNR (dB)', 'change (dB)', 'unseen SSIM'], lever_rows)
     for line in targets(by):
@@ -453,14 +403,8 @@ def report(rep, rows, args, input_db):
 
 def targets(by):
     """The issue's targets as lines of text (paired differences to ``no semantics`` by seed)."""
-    base = by.get('no semantics', {})
-    lines = []
-
-    def deltas(name):
-        runs = by.get(name, {})
-        return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
-
-    d_in, d_or, d_sh = deltas('input (default)'), deltas('gt (oracle)'), deltas('shuffled (control)')
+    base, lines = by.get('no semantics', {}), []
+    d_in, d_or, d_sh = _paired(by, 'input (default)'), _paired(by, 'gt (oracle)'), _paired(by, 'shuffled (control)')
     none_std = _mean_std([r['test']['psnr'] for r in base.values()])[1] if base else float('nan')
     if d_in:
         m, s = _mean_std(d_in)
@@ -469,13 +413,10 @@ def targets(by):
             f'- input prior vs no semantics: {m:+.2f} dB (std of the paired difference {s:.2f}, of no semantics '
             f'{none_std:.2f}); target >= +0.5 dB and > 2 x std: {"MET" if ok else "MISSED"}'
         )
-    peer, ours = by.get(PEER, {}), by.get('input (default)', {})
+    peer, ours = by.get(PEER, {}).values(), by.get('input (default)', {}).values()
     if peer and ours:
-        dp = (
-            _mean_std([ours[s]['test']['psnr'] for s in ours])[0]
-            - _mean_std([peer[s]['test']['psnr'] for s in peer])[0]
-        )
-        ds = np.mean([r['test']['ssim'] for r in ours.values()]) - np.mean([r['test']['ssim'] for r in peer.values()])
+        mean = lambda runs, key: np.mean([r['test'][key] for r in runs])  # noqa: E731
+        dp, ds = (mean(ours, k) - mean(peer, k) for k in ('psnr', 'ssim'))
         lines.append(
             f'- input prior vs {PEER}, means over seeds: PSNR {dp:+.2f} dB (target >= +0.3 dB: '
             f'{"MET" if dp >= 0.3 else "MISSED"}), SSIM {ds:+.3f} (target >= 0: {"MET" if ds >= 0 else "MISSED"})'
@@ -495,26 +436,32 @@ def targets(by):
 
 def saved_networks(work, variant):
     """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json'))):
-        weights = path[: -len('.json')] + '.pth'
-        if os.path.exists(weights):
-            with open(path) as f:
-                row = json.load(f)
-            found.append((row['seed'], row, weights))
-    return found
+    paths = sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json')))
+    rows = [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
+    return [(row['seed'], row, weights) for row, weights in rows]
+
+
+def _job_kw(args, options):
+    """:func:`job_options`'s keywords from the command line (``options``: the ``--options`` sections)."""
+    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    return dict(options=options, network=network, prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data)
+
+
+def saved_model(name, seed, weights, args, options):
+    """The network of job (``name``, ``seed``) saved at ``weights``, built as :func:`run_job` built it,
+    and the source of its SEM features."""
+    if name == PEER:
+        register_peer(args.retinexformer)
+    opt, source = job_options(name, args.iters, **_job_kw(args, options))
+    model = build(opt, seed=seed)
+    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    return model, source
 
 
 def network_outputs(row, weights, args, pairs):
     """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
-    if row['variant'] == PEER:
-        register_peer(args.retinexformer)
-    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    opt, source = job_options(
-        row['variant'], args.iters, row.get('options'), prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data
-    )
-    model = build(opt, seed=row['seed'])
-    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    model, source = saved_model(row['variant'], row['seed'], weights, args, row.get('options'))
     outputs = []
     evaluate(model, pairs, source, outputs=outputs)
     return outputs
@@ -633,74 +580,39 @@ def run(rep, args):
         options = yaml.safe_load(text)
         if not isinstance(options, dict):
             raise SystemExit(f'--options must be a YAML mapping of sections, got {args.options!r}')
-    args.command = rep.command
-    args.threads = torch.get_num_threads()
-    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
-    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
     # the main table's variants first, for every seed; the peer whenever its arch file is given
     chosen = list(args.variants or VARIANTS)
     if args.retinexformer and PEER not in chosen:
         chosen.append(PEER)
-    if PEER in chosen and not args.retinexformer:
-        raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
-    groups = (
-        [v for v in chosen if v in MAIN_VARIANTS],
-        [v for v in chosen if v in VARIANTS and v not in MAIN_VARIANTS],
-    )
     if PEER in chosen:
+        if not args.retinexformer:
+            raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
         register_peer(args.retinexformer)
-        groups += ([PEER],)
-    jobs = [(v, s) for group in groups for s in args.seeds for v in group]
+    groups = (MAIN_VARIANTS, [v for v in VARIANTS if v not in MAIN_VARIANTS], [PEER])
+    jobs = [(v, s) for group in groups for s in args.seeds for v in chosen if v in group]
     index, count = (int(v) for v in args.shard.split('/'))
     for k, (name, seed) in enumerate(jobs):
-        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        path = _job_path(out, name, seed)
         if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
             continue
         weights = path[: -len('.json')] + '.pth'
-        row = run_job(
-            name,
-            seed,
-            args.root,
-            args.iters,
-            args.prior,
-            args.seg_checkpoint,
-            data,
-            network,
-            save=weights,
-            options=options,
-            levers=not args.no_levers,
-        )
-        row['command'] = args.command
-        row['options'] = options
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(row, f, indent=2)
-        os.replace(tmp, path)
+        row = run_job(name, seed, args.root, args.iters, weights, not args.no_levers, **_job_kw(args, options))
+        row.update(command=rep.command, options=options)
+        write_json(path, row)
         print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
-    if args.tiled_prior:
-        for name, seed in jobs:
-            path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
-            if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(path[:-5] + '.pth'):
-                continue
-            with open(path) as f:
-                row = json.load(f)
-            lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
-            if lever in row['levers']:
-                continue
-            opt, _ = job_options(name, args.iters, options, False, network, args.prior, args.seg_checkpoint, data)
-            model = build(opt, seed=seed)
-            model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
+    lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
+    for name, seed in jobs if args.tiled_prior else ():  # the input-prior networks saved, not yet evaluated so
+        path = _job_path(out, name, seed)
+        weights = path[: -len('.json')] + '.pth'
+        if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(weights):
+            continue
+        row = _read_job(path)
+        if lever not in row['levers']:
+            model, _ = saved_model(name, seed, weights, args, options)
             row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)
-            with open(path + '.tmp', 'w') as f:
-                json.dump(row, f, indent=2)
-            os.replace(path + '.tmp', path)
+            write_json(path, row)
             print(f'[{name} seed {seed}, {lever}: {row["levers"][lever]}]', flush=True)
-    rows = []
-    for name, seed in jobs:
-        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
-        if os.path.exists(path):
-            with open(path) as f:
-                rows.append(json.load(f))
+    rows = [_read_job(_job_path(out, *job)) for job in jobs if os.path.exists(_job_path(out, *job))]
     rep.block(args.block)
     report(rep, rows, args, input_psnr(args.root))
     rep.data['jobs'] = rows
