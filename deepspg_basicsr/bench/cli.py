@@ -26,22 +26,13 @@ import sys
 
 from .core import Report, machine_record, set_threads, update_docs, write_json
 
-#: Section name -> module (relative to this package).
-SECTIONS = {
-    'sizes': 'sizes',
-    'inference': 'inference',
-    'train': 'train',
-    'deploy': 'deploy',
-    'memory': 'memory',
-    'zero-ref': 'zero_ref',
-    'proof': 'proof',
-    'peer': 'peer',
-}
+#: The sections: each a module of this package (``zero-ref``: ``zero_ref``).
+SECTIONS = ('sizes', 'inference', 'train', 'deploy', 'memory', 'zero-ref', 'proof', 'peer')
 
 
 def section_module(name):
     """The module implementing section ``name``."""
-    return importlib.import_module(f'.{SECTIONS[name]}', __package__)
+    return importlib.import_module(f'.{name.replace("-", "_")}', __package__)
 
 
 def doc_paths(root):

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from ..utils.image_io import read_image
 from ..weights import KNOWN_WEIGHTS
 from .core import sync
 
@@ -21,12 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
 #: The priors the sections measure: names of :data:`~deepspg_basicsr.weights.KNOWN_WEIGHTS`.
 BENCH_PRIORS = ('hrnet-w48-ade20k', 'hrnet-w18s-ade20k', 'espnetv2-pascal')
-#: Segmentation priors: label -> (MMSegmentation config, channels of the branches fed to SEM).
-SEG_CONFIGS = {
-    KNOWN_WEIGHTS[n].label: (KNOWN_WEIGHTS[n].seg_config, KNOWN_WEIGHTS[n].sem_channels) for n in BENCH_PRIORS
-}
-#: Prior branches fed to SEM (label -> branches; HRNet [0, 1, 2], ESPNetv2 its encoder at strides 4 / 8 / 16).
-SEG_BRANCHES = {KNOWN_WEIGHTS[n].label: KNOWN_WEIGHTS[n].seg_branches for n in BENCH_PRIORS}
+#: Segmentation priors measured: label -> :class:`~deepspg_basicsr.weights.KnownWeights` (config, branches, channels).
+SEG_PRIORS = {KNOWN_WEIGHTS[n].label: KNOWN_WEIGHTS[n] for n in BENCH_PRIORS}
 #: Enhancer presets: name -> ``network_g`` widths.
 PRESETS = {'base': {'num_feat': 16, 'illum_feat': 16}, 'large': {'num_feat': 32, 'illum_feat': 32}}
 #: The ``perf`` levers that change the output (bf16); channels-last and BN folding are defaults.
@@ -87,18 +84,11 @@ def parse_size(text):
 def demo_images(w, h, count, kind='low', root=DEMO_ROOT, first=0):
     """Demo test images ``first`` .. ``first + count - 1`` (modulo their number) of ``kind`` (``low`` /
     ``high``), each resized (bicubic) to (1, 3, ``h``, ``w``) RGB in [0, 1]; the data made if missing."""
-    import cv2
-    import numpy as np
-
     files = sorted(glob.glob(os.path.join(ensure_demo_data(root), 'eval15', kind, '*.png')))
     if not files:
         raise FileNotFoundError(f'no demo images under {root}: run python datasets/make_demo_data.py first')
-    out = []
-    for i in range(first, first + count):
-        img = cv2.cvtColor(cv2.imread(files[i % len(files)], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_CUBIC)
-        out.append(torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous())
-    return out
+    images = [read_image(files[i % len(files)])[0] for i in range(first, first + count)]
+    return [F.interpolate(x, size=(h, w), mode='bicubic', align_corners=False).clamp(0, 1) for x in images]
 
 
 def test_image(h, w, seed=0, root=DEMO_ROOT):
@@ -107,10 +97,10 @@ def test_image(h, w, seed=0, root=DEMO_ROOT):
 
 
 def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, is_train=False, losses=LOSS_NAMES):
-    """Options of a DeepSPGModel with random priors: ``seg`` a key of :data:`SEG_CONFIGS`, ``clip`` an
+    """Options of a DeepSPGModel with random priors: ``seg`` a key of :data:`SEG_PRIORS`, ``clip`` an
     open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and with
     ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
-    config, sem_channels = SEG_CONFIGS[seg]
+    known = SEG_PRIORS[seg]
     opt = {
         'name': 'benchmark',
         'model_type': 'DeepSPGModel',
@@ -119,14 +109,8 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
         'dist': False,
         'rank': 0,
         'world_size': 1,
-        'network_g': dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=sem_channels, **PRESETS[preset]),
-        'prior': {
-            'seg_config': config,
-            'seg_checkpoint': None,
-            'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2]),
-            'clip_model': clip,
-            'clip_pretrained': None,
-        },
+        'network_g': dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=known.sem_channels, **PRESETS[preset]),
+        'prior': dict(known.option_fragment()['prior'], seg_checkpoint=None, clip_model=clip, clip_pretrained=None),
         'path': {},
         'perf': {},
     }
@@ -198,6 +182,17 @@ def paired_dataset(root, split='our485', **options):
             **options,
         }
     )
+
+
+class Forward(torch.nn.Module):
+    """``fn(module, *inputs)`` as a module (what fvcore counts and ONNX exports)."""
+
+    def __init__(self, module, fn):
+        super().__init__()
+        self.module, self.fn = module, fn
+
+    def forward(self, *inputs):
+        return self.fn(self.module, *inputs)
 
 
 def unfolded_pipeline(seg, device=None):
@@ -292,8 +287,8 @@ def iteration(model, batches):
 PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, 'num_blocks': [1, 2, 2]}
 
 
-def load_peer(path, cls='RetinexFormer', options=None, seed=0):
-    """Class ``cls`` of a peer's own arch file ``path`` (imported by path, never vendored), built with
+def load_peer(path, options=None, seed=0):
+    """Class ``RetinexFormer`` of a peer's own arch file ``path`` (imported by path, never vendored), built with
     ``options`` (default :data:`PEER_OPTIONS`) and random weights of ``seed``, in eval mode."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'peer arch file not found: {path}')
@@ -302,4 +297,4 @@ def load_peer(path, cls='RetinexFormer', options=None, seed=0):
     spec.loader.exec_module(mod)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return getattr(mod, cls)(**(PEER_OPTIONS if options is None else options)).eval()
+        return mod.RetinexFormer(**(PEER_OPTIONS if options is None else options)).eval()

@@ -22,6 +22,7 @@ import torch
 from .common import (
     PERF,
     ROOT,
+    Forward,
     build,
     demo_images,
     export_once,
@@ -32,7 +33,7 @@ from .common import (
     psnr,
     unfolded_pipeline,
 )
-from .common import SEG_CONFIGS as SEG
+from .common import SEG_PRIORS as SEG
 from .core import rounds
 
 CPU = torch.device('cpu')
@@ -46,21 +47,10 @@ PEER = 'Retinexformer LOL-v1 (torch fp32, peer network)'
 PEER_CL = 'Retinexformer LOL-v1 (torch fp32, channels_last)'
 
 
-class _PriorPass(torch.nn.Module):
-    """One prior pass of the pipeline alone (its branches' features), for the floor row."""
-
-    def __init__(self, pipe):
-        super().__init__()
-        self.pipe = pipe
-
-    def forward(self, x):
-        return tuple(self.pipe.features(x, 1.0))
-
-
 def _ort_exports(args, work, tag, net, prior, branches, variants):
     """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
     once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths, calib = {}, demo_images(*args.calib_size, 4)
+    paths, calib = {}, demo_images(*((96, 64) if args.quick else (300, 200)), 4)
     for name, (s1, s2, c2f, int8) in variants.items():
         one = copy.deepcopy(net)
         one.c2f = c2f
@@ -82,14 +72,14 @@ ORT_VARIANTS = {
 
 class LazyOrt:
     """An ONNX Runtime session made on first use (:meth:`prepare`, untimed) and dropped by
-    :meth:`release` (with the memory arena on, a dozen sessions at 1920x1080 fill 24 GiB)."""
+    :meth:`release` (with their memory arenas, a dozen sessions at 1920x1080 fill 24 GiB)."""
 
-    def __init__(self, path, threads, arena):
-        self.path, self.threads, self.arena, self.session = path, threads, arena, None
+    def __init__(self, path, threads):
+        self.path, self.threads, self.session = path, threads, None
 
     def prepare(self):
         if self.session is None:
-            self.session = OrtSession(self.path, threads=self.threads, device='cpu', memory_arena=self.arena)
+            self.session = OrtSession(self.path, threads=self.threads, device='cpu')
 
     def release(self):
         self.session = None
@@ -145,7 +135,7 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
         'ONNX Runtime int8, seg_scale 0.5 (both passes)': 'seg05_int8',
         'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': 'seg05_1pass_int8',
     }
-    session = lambda key: LazyOrt(paths[key], args.threads, not args.no_arena)  # noqa: E731
+    session = lambda key: LazyOrt(paths[key], args.threads)  # noqa: E731
     configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
     configs.update({name: (fn, 'lever', False) for name, fn in levers.items()})
     configs[ORT_FP32] = (session('default'), 'output-preserving', True)
@@ -171,10 +161,10 @@ def build_configs(args, work):
     configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
     if args.quick:  # one export (the pipeline) is enough to check the plumbing
         return configs
-    pass_ = _PriorPass(DeepSPGPipeline(net, model.seg_prior, model.seg_branches)).eval()
+    pass_ = Forward(DeepSPGPipeline(net, model.seg_prior, model.seg_branches), lambda p, x: tuple(p.features(x, 1.0)))
     names = [f'f{b}' for b in model.seg_branches]
-    path = export_once(pass_, os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
-    configs[PRIOR_PASS] = (LazyOrt(path, args.threads, not args.no_arena), 'floor', None)
+    path = export_once(pass_.eval(), os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
+    configs[PRIOR_PASS] = (LazyOrt(path, args.threads), 'floor', None)
     return configs
 
 
@@ -254,17 +244,8 @@ LEVERS = set()
 def report(rep, args, results, trained=None):
     """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
     rep.note(
-        '**Random weights** (enhancer and prior): latencies do '
-        'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
-        'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
-        f'said), base preset, {args.seg}. All rows of one size timed interleaved in one run (round-robin after one '
-        'warm-up); latency ratios are medians of the per-round ratios to the fp32 torch HRNet forward (backbone '
-        '+ FCN head, as MMSegmentation builds it, NCHW) timed in the same rounds. Output change: against the fp32 '
-        'torch default output, clamped to [0, 1], '
-        'on the demo test images resized to the size (PSNR in dB; `inf` = identical); ΔPSNR(GT): the change of the '
-        'PSNR against the ground truth (the demo high images resized likewise). Sizes above 1 MPixel leave out '
-        f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
-        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
+        f'Random weights, base preset, {args.seg}; sizes above 1 MPixel leave out {len(SMALL_ONLY_ROWS)} slow row(s) '
+        'and have no separate warm-up (the models were warmed at the first size); ONNX opset 18.'
     )
     change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
 
@@ -338,19 +319,15 @@ def add_arguments(parser):
     parser.add_argument('--sizes', nargs='+', default=['600x400', '1920x1080'])
     parser.add_argument('--size-repeats', nargs='+', type=int, default=[3, 1], help='timed rounds per size')
     parser.add_argument('--images', nargs='+', type=int, default=[4, 1], help='images for the output change per size')
-    parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
     parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
     parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py: its row")
     parser.add_argument('--trained', nargs=2, metavar=('OPT', 'WEIGHTS'), help='output changes of a trained model too')
-    parser.add_argument('--no-arena', action='store_true', help="ONNX Runtime's memory arena off (slower)")
-    parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
 
 
 def run(rep, args):
     if args.quick:
         args.seg, args.sizes, args.size_repeats, args.images = 'HRNet-W18-small', ['96x64'], [2], [2]
-        args.calib_size = [96, 64]
         args.work = os.path.join(args.work, 'quick')
     elif args.repeats and args.repeats != 3:
         args.size_repeats = [args.repeats] + args.size_repeats[1:]
@@ -368,8 +345,7 @@ def run(rep, args):
             release_all(configs)
             gc.collect()
         rows = {k: v for k, v in configs.items() if not (large and k in SMALL_ONLY_ROWS)}
-        warm = i == 0 and not args.no_warmup
-        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=warm, release=large)
+        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0, release=large)
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         results[size] = (times, changes, n_img)
     trained = None

@@ -12,12 +12,12 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
+from .common import CONFIGS, SEG_PRIORS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
 from .core import rounds
 
 
 def add_arguments(parser):
-    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_CONFIGS), help='prior (quick: W18-small)')
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_PRIORS), help='prior (quick: W18-small)')
     parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
     parser.add_argument('--only', nargs='+', choices=('latency', 'levers', 'seg_scale'), help='some blocks only')
 

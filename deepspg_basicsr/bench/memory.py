@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -56,7 +55,7 @@ def _case_fn(spec, device):
 
     import torch
 
-    from .common import CONFIGS, SEG_CONFIGS, build, model_options
+    from .common import CONFIGS, SEG_PRIORS, build, model_options
 
     kind = spec['kind']
     if kind == 'enhance':
@@ -66,7 +65,7 @@ def _case_fn(spec, device):
         enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
         return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
     if kind == 'prior':
-        prior, grad = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device), spec.get('grad', False)
+        prior, grad = SegmentationPrior(SEG_PRIORS[spec['seg']].seg_config).to(device), spec.get('grad', False)
 
         def fn(x):
             with torch.set_grad_enabled(grad):
@@ -93,7 +92,8 @@ def worker(spec):
     """Run one case in this (fresh) process; print ``RESULT {json}``."""
     import torch
 
-    from .common import peak_rss_mib, sync, test_image
+    from .common import peak_rss_mib, test_image
+    from .core import rounds
 
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec.get('device', 'cpu'))
@@ -105,14 +105,9 @@ def worker(spec):
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     before = peak_rss_mib()
-    times, out = [], None
-    for _ in range(spec.get('runs', 1)):
-        sync(device)
-        start = time.perf_counter()
-        out = fn(x)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    result = {'rss_before_mib': before, 'peak_rss_mib': peak_rss_mib(), 'times': times}
+    t = rounds({'case': lambda: fn(x)}, spec.get('runs', 1), warmup=0, device=device, keep_outputs=True)
+    out = t.outputs['case']
+    result = {'rss_before_mib': before, 'peak_rss_mib': peak_rss_mib(), 'times': t['case']}
     if device.type == 'cuda':
         result['cuda_peak_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
     if spec.get('save') and out is not None:

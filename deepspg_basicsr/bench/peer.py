@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from .common import SEG_CONFIGS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
+from .common import SEG_PRIORS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
 from .core import rounds
 
 #: Row names (the JSON keys).
@@ -26,9 +26,8 @@ HALF_PRIOR = 'DeepSPG pipeline, prior at half resolution (fp32, prior.seg_scale 
 
 def add_arguments(parser):
     parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py (needs einops)")
-    parser.add_argument('--peer-class', default='RetinexFormer', help='class name in that file')
     parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
-    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_CONFIGS), help='prior (quick: W18-small)')
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_PRIORS), help='prior (quick: W18-small)')
     parser.add_argument('--ort', action='store_true', help='also ONNX Runtime fp32 (exports once into --work)')
     parser.add_argument('--no-raw', action='store_true', help='leave out the raw (unfolded, NCHW) row')
     parser.add_argument('--lossy', action='store_true', help='also the lossy configuration (bf16, half prior)')
@@ -40,7 +39,7 @@ def candidates(args, x):
     """Name -> (callable, what the timed call contains)."""
     from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 
-    peer = load_peer(args.retinexformer, args.peer_class)
+    peer = load_peer(args.retinexformer)
     peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     model = build(model_options(args.seg), torch.device('cpu'))  # defaults: BN folded, channels-last prior

@@ -262,16 +262,14 @@ def merge_sections(base, extra):
     return out
 
 
-def job_options(
-    name, iters, options=None, all_losses=False, network=None, prior='demo', seg_checkpoint=None, data=None
-):
+def job_options(name, iters, options=None, **kw):
     """The options of variant ``name``'s job and the source of its SEM features at evaluation: ``options``
-    (``--options``) merged before the variant's own switch; the peer takes their ``train`` section only and
-    its own network."""
+    (``--options``) merged before the variant's own switch (the peer takes their ``train`` and ``datasets``
+    sections only, and its own network); ``kw``: :func:`proof_options`' other keywords."""
     sections = ('train', 'datasets') if name == PEER else ('network_g', 'prior', 'train', 'datasets')
     options = {k: v for k, v in (options or {}).items() if k in sections}  # a whole option file may be given
     extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
-    opt = proof_options(iters, all_losses, merge_sections(options, extra), network, prior, seg_checkpoint, data)
+    opt = proof_options(iters, extra=merge_sections(options, extra), **kw)
     if name == PEER:
         opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
     return opt, source
@@ -329,12 +327,10 @@ def input_psnr(root):
     return float(np.mean([calculate_psnr_llie(tensor2img(lq), tensor2img(gt)) for _, lq, gt in test_pairs(root)]))
 
 
-def _slug(name):
-    return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
-
-
 def _job_path(out, name, seed):
-    return os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+    """The JSON file of job (``name``, ``seed``) in ``out`` (``seed`` ``*``: a glob pattern)."""
+    slug = ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+    return os.path.join(out, f'{slug}_seed{seed}.json')
 
 
 def _read_job(path):
@@ -436,16 +432,15 @@ def targets(by):
 
 def saved_networks(work, variant):
     """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
-    paths = sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json')))
+    paths = sorted(glob.glob(_job_path(work, variant, '*')))
     rows = [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
     return [(row['seed'], row, weights) for row, weights in rows]
 
 
 def _job_kw(args, options):
     """:func:`job_options`'s keywords from the command line (``options``: the ``--options`` sections)."""
-    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
     data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    return dict(options=options, network=network, prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data)
+    return dict(options=options, prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data)
 
 
 def saved_model(name, seed, weights, args, options):
@@ -496,7 +491,6 @@ def add_arguments(parser):
         choices=[*VARIANTS, PEER],
         help=f'default: all; {PEER!r} runs whenever --retinexformer is given (alone: only the peer)',
     )
-    parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
     parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
     parser.add_argument(
         '--work', help="folder of the jobs' JSON and weights files (default: results/semantic_proof/<prior>)"
@@ -538,7 +532,7 @@ def add_arguments(parser):
 def _quick(rep, args):
     """``--quick``: the demo data and prior, 10 iterations, width 8, no semantics against the oracle."""
     root = ensure_demo_data(DEMO_ROOT)
-    network = {'num_feat': args.num_feat or 8, 'illum_feat': args.num_feat or 8}
+    network = {'num_feat': 8, 'illum_feat': 8}
     results = run_proof(
         root, min(args.iters, 10), args.seeds[0], network=network, variants=['no semantics', 'gt (oracle)']
     )

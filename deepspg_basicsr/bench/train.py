@@ -7,7 +7,7 @@ import statistics
 from .common import (
     LOSS_NAMES,
     PERF,
-    SEG_CONFIGS,
+    SEG_PRIORS,
     build,
     devices,
     iteration,
@@ -31,8 +31,7 @@ LOSS_CONFIGS = {
 
 def add_arguments(parser):
     parser.add_argument('--lol', action='store_true', help='also the LOL-v1 settings (HRNet-W48 + ViT-B-16)')
-    parser.add_argument('--lol-batch', type=int, default=2, help='batch of the LOL-v1 rows on CPU')
-    parser.add_argument('--seg', default='HRNet-W18-small', choices=sorted(SEG_CONFIGS), help='prior of the demo rows')
+    parser.add_argument('--seg', default='HRNet-W18-small', choices=sorted(SEG_PRIORS), help='prior of the demo rows')
     parser.add_argument('--gt-size', type=int, default=64, help='crop size of the demo rows (default 64)')
 
 
@@ -41,13 +40,12 @@ def run(rep, args):
     if args.quick:
         settings = [('demo (quick: 32x32 crops, batch 2)', 'HRNet-W18-small', 'DeepSPG-CLIP-tiny', 32, 2, 'batch 2')]
     elif args.lol:
-        settings.append(('LOL-v1', 'HRNet-W48', 'ViT-B-16', 128, args.lol_batch, ''))
+        settings.append(('LOL-v1', 'HRNet-W48', 'ViT-B-16', 128, 2, ''))
     rep.block('train')
     for device in devices():
         for name, seg, clip, gt_size, batch, note in settings:
-            if name == 'LOL-v1':
-                batch = 16 if device.type == 'cuda' else args.lol_batch
-                note = 'batch 16' if batch == 16 else f'batch {batch} (reduced from 16 on CPU)'
+            if name == 'LOL-v1':  # batch 16 as the LOL-v1 options on CUDA, 2 on the CPU
+                batch, note = (16, 'batch 16') if device.type == 'cuda' else (2, 'batch 2 (reduced from 16 on CPU)')
             rep.note(f'**{name} settings, {device.type}**: {seg} + {clip}, {gt_size}x{gt_size} crops, {note}.')
             batches = training_loader(gt_size, batch)
             full = build(model_options(seg, clip, is_train=True), device)
