@@ -14,6 +14,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from ..inference.options import model_options as inference_options
 from ..utils.image_io import read_image
 from ..weights import KNOWN_WEIGHTS
 from .core import sync
@@ -97,23 +98,14 @@ def test_image(h, w, seed=0, root=DEMO_ROOT):
 
 
 def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, is_train=False, losses=LOSS_NAMES):
-    """Options of a DeepSPGModel with random priors: ``seg`` a key of :data:`SEG_PRIORS`, ``clip`` an
-    open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and with
-    ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
+    """The inference core's options of a DeepSPGModel with random weights: ``seg`` a key of :data:`SEG_PRIORS`,
+    ``clip`` an open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and
+    with ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
     known = SEG_PRIORS[seg]
-    opt = {
-        'name': 'benchmark',
-        'model_type': 'DeepSPGModel',
-        'num_gpu': 1 if torch.cuda.is_available() else 0,
-        'is_train': is_train,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'network_g': dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=known.sem_channels, **PRESETS[preset]),
-        'prior': dict(known.option_fragment()['prior'], seg_checkpoint=None, clip_model=clip, clip_pretrained=None),
-        'path': {},
-        'perf': {},
-    }
+    network = dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=known.sem_channels, **PRESETS[preset])
+    prior = dict(known.option_fragment()['prior'], seg_checkpoint=None, clip_model=clip, clip_pretrained=None)
+    opt = inference_options({'network_g': network, 'prior': prior}, None, num_gpu=int(torch.cuda.is_available()))
+    opt.update(name='benchmark', is_train=is_train)
     if is_train:
         opt['train'] = {
             'ema_decay': 0,

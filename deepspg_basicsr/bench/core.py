@@ -52,7 +52,8 @@ def sync(device):
 
 
 class Timings(dict):
-    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r``."""
+    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r`` (a dict of
+    lists, written to the JSON as it is, full precision: ratios can be recomputed from it)."""
 
     def __init__(self, times):
         super().__init__((k, list(v)) for k, v in times.items())
@@ -89,10 +90,6 @@ class Timings(dict):
         rs = self.per_round_ratios(name, ref)
         med = statistics.median(rs)
         return f'{med:.2f}x' if len(rs) == 1 else f'{med:.2f}x ({min(rs):.2f}-{max(rs):.2f})'
-
-    def to_json(self):
-        """Name -> seconds per round (full precision: ratios can be recomputed from them)."""
-        return {k: list(ts) for k, ts in self.items()}
 
 
 def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=False):

@@ -361,7 +361,7 @@ def run(rep, args):
     report(rep, args, results, trained)
     rep.block('deploy-summary')
     summary(rep, results)
-    rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
+    rep.data['sizes'] = {f'{w}x{h}': {'times': dict(t), 'changes': c} for (w, h), (t, c, _) in results.items()}
     if trained is not None:
         rep.data['trained'] = {'size': list(trained[0]), 'changes': trained[2], 'psnr_gt_fp32': trained[3]}
     if args.plot and not args.quick:

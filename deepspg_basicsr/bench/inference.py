@@ -19,7 +19,6 @@ from .core import rounds
 def add_arguments(parser):
     parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_PRIORS), help='prior (quick: W18-small)')
     parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
-    parser.add_argument('--only', nargs='+', choices=('latency', 'levers', 'seg_scale'), help='some blocks only')
 
 
 def saved_activation_mib(fn):
@@ -48,20 +47,16 @@ def run(rep, args):
     if args.quick:
         args.seg, args.size = 'HRNet-W18-small', '96x64'
     args.w, args.h = parse_size(args.size)
-    blocks = {'latency': section_latency, 'levers': section_levers, 'seg_scale': section_seg_scale}
-    for name in args.only or blocks:
-        blocks[name](rep, args)
+    for section in (section_latency, section_levers, section_seg_scale):
+        section(rep, args)
 
 
 def section_latency(rep, args):
     rep.block('inference-latency')
     rep.note(
-        'Whole pipeline = what `DeepSPGModel.test` runs: HRNet-W48 backbone on the input, the enhancer, HRNet-W48 '
-        'backbone on the coarse result, the decoder again (C2F). Configurations: '
+        'Configurations: '
         + '; '.join(f'`{k}` = `{json.dumps(v)}`' for k, v in CONFIGS.items())
-        + " (`default` is the option files' configuration). Base preset; all rows timed in the same interleaved "
-        'rounds after one warm-up; ratios are medians of the per-round ratios; the 1920x1080 rows are in the '
-        '`memory` section (one subprocess each).'
+        + " (`default` is the option files' configuration); base preset, all rows in the same rounds."
     )
     for device in devices():
         _latency_600x400(rep, args, device)
@@ -109,7 +104,7 @@ def _latency_600x400(rep, args, device):
     ref = 'HRNet-W48 forward (backbone + head)'
     rows = [[device.type, name.replace('HRNet-W48', args.seg), t.fmt(name), t.fmt_ratio(name, ref)] for name in t]
     rep.table(['device', f'what ({args.w}x{args.h})', 'latency', f'vs {args.seg} forward'], rows)
-    rep.data.setdefault('latency', {})[device.type] = t.to_json()
+    rep.data.setdefault('latency', {})[device.type] = dict(t)
 
 
 # ---- levers ---------------------------------------------------------------------------------------
@@ -125,13 +120,7 @@ def section_levers(rep, args):
     h, w = args.h, args.w
     x = test_image(h, w)
     rep.block('inference-levers')
-    rep.note(
-        f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}. Variants are timed interleaved '
-        f'(round-robin after one warm-up each); medians of {n}, (min-max) in brackets. "Saved for backward" sums '
-        'the distinct tensors autograd keeps for the backward pass (`torch.autograd.graph.saved_tensors_hooks`), '
-        "a deterministic measure of a graph's memory. The `no_grad` / `inference_mode` rows are in the latency "
-        'table above.'
-    )
+    rep.note(f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}; medians of {n} rounds.')
     model = build(model_options(args.seg))
     net, prior = model.net_g.eval(), model.seg_prior
     feats = model.sem_features(x)

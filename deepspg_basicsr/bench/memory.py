@@ -58,12 +58,6 @@ def _case_fn(spec, device):
     from .common import CONFIGS, SEG_PRIORS, build, model_options
 
     kind = spec['kind']
-    if kind == 'enhance':
-        mode = spec['mode']
-        tile = 0 if mode.startswith('untiled') else spec['tile']
-        options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
-        enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
-        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
     if kind == 'prior':
         prior, grad = SegmentationPrior(SEG_PRIORS[spec['seg']].seg_config).to(device), spec.get('grad', False)
 
@@ -75,10 +69,16 @@ def _case_fn(spec, device):
             return out
 
         return fn
-    model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
-    if kind == 'pipeline':  # whole or in tiles
-        enhancer = DeepSPGEnhancer.from_model(model, tile=spec.get('tile', 0), overlap=32)
-        return lambda x: enhancer.enhance_tensor(x)['out']
+    opt = spec.get('opt') or model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')])
+    if kind in ('enhance', 'pipeline'):  # the whole pipeline, whole or in tiles
+        mode = spec.get('mode', 'tiled' if spec.get('tile') else 'untiled')
+        tile = 0 if mode.startswith('untiled') else spec['tile']
+        options = dict(
+            tile=tile, overlap=spec.get('overlap', 32), prior_global=mode.endswith('global'), prior_size=1024
+        )
+        enhancer = DeepSPGEnhancer(opt, random_weights=True, device=device, **options)
+        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
+    model = build(opt, device)
 
     def fn(x):  # the enhancer alone, one pass
         with torch.inference_mode():

@@ -98,4 +98,4 @@ def run(rep, args):
         rows.append([name, what, t.fmt(name), vs_fast, vs_nchw])
     rep.table(['row', 'inside the timed call', 'latency', 'vs the peer, faster layout', 'vs the peer, NCHW'], rows)
     ratios = {k: {'vs_fast': t.ratio(k, fast), 'vs_nchw': t.ratio(k, PEER_NCHW)} for k in cands}
-    rep.data.update(times=t.to_json(), faster_peer_layout=fast, ratios=ratios, size=[w, h], seg=args.seg)
+    rep.data.update(times=dict(t), faster_peer_layout=fast, ratios=ratios, size=[w, h], seg=args.seg)

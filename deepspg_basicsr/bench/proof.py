@@ -83,12 +83,11 @@ def register_peer(path):
 LEVERS = {'prior at 0.5x': ({'seg_scale': 0.5}, True), 'no C2F pass': ({}, False)}
 
 
-def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
-    """The demo's training options for ``iters`` iterations, as a dict ready for ``build_model``.
+def proof_options(iters, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
+    """The demo's training options for ``iters`` iterations (pixel + edge losses), ready for ``build_model``.
 
     Args:
         iters (int): Training iterations (also the cosine schedule's period).
-        all_losses (bool): Keep the demo's semantic KL and CLIP losses (else pixel + edge).
         extra (dict | None): Sections merged one level deep (``network_g``, ``prior``, ``train``).
         network (dict | None): ``network_g`` entries overriding the demo's (e.g. a smaller width).
         prior (str): A key of :data:`PRIORS`.
@@ -98,9 +97,8 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
     with open(DEMO_OPT) as f:
         opt = yaml.safe_load(f)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})
-    if not all_losses:
-        opt['train'].pop('semantic_opt', None)
-        opt['train'].pop('clip_opt', None)
+    opt['train'].pop('semantic_opt', None)
+    opt['train'].pop('clip_opt', None)
     if prior != 'demo':
         fragment = KNOWN_WEIGHTS[prior].option_fragment()
         opt = merge_sections(opt, merge_sections(fragment, {'prior': {'seg_checkpoint': seg_checkpoint or prior}}))
@@ -281,8 +279,8 @@ def run_job(name, seed, root, iters, save=None, levers=True, **options):
     Args:
         save (str | None): Also write the trained enhancer's weights there (``{'params': state_dict}``).
         levers (bool): Also evaluate the inference levers.
-        options: :func:`job_options`'s keywords (``options``, ``all_losses``, ``network``, ``prior``,
-            ``seg_checkpoint``, ``data``).
+        options: :func:`job_options`'s keywords (``options``, ``network``, ``prior``, ``seg_checkpoint``,
+            ``data``).
     """
     opt, source = job_options(name, iters, **options)
     train_data = opt['datasets']['train']
@@ -306,7 +304,7 @@ def run_job(name, seed, root, iters, save=None, levers=True, **options):
     return row
 
 
-def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None, variants=None, log=print, **kw):
+def run_proof(root=DEMO_ROOT, iters=200, seed=0, network=None, variants=None, log=print, **kw):
     """Train and evaluate ``variants`` (default: :data:`MAIN_VARIANTS`) with one seed.
 
     Returns:
@@ -318,7 +316,7 @@ def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None,
     """
     results = {'input_psnr': input_psnr(root)}
     for name in variants or MAIN_VARIANTS:
-        results[name] = run_job(name, seed, root, iters, network=network, all_losses=all_losses, **kw)
+        results[name] = run_job(name, seed, root, iters, network=network, **kw)
         log(f'[{name}: {json.dumps(results[name])}]')
     return results
 
@@ -485,48 +483,18 @@ def add_arguments(parser):
     parser.add_argument('--gt-size', type=int, default=96, help='training crop size (default 96)')
     parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument(
-        '--variants',
-        nargs='+',
-        choices=[*VARIANTS, PEER],
-        help=f'default: all; {PEER!r} runs whenever --retinexformer is given (alone: only the peer)',
-    )
+    parser.add_argument('--variants', nargs='+', choices=[*VARIANTS, PEER], help='default: all (and the peer)')
     parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
-    parser.add_argument(
-        '--work', help="folder of the jobs' JSON and weights files (default: results/semantic_proof/<prior>)"
-    )
+    parser.add_argument('--work', help="the jobs' files (default: results/semantic_proof/<prior>)")
     parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --work')
-    parser.add_argument(
-        '--options',
-        help='YAML file or inline YAML: sections (network_g, train, prior, datasets) merged into every variant '
-        '(the peer takes only train and datasets), e.g. "{network_g: {block_type: gated}}"',
-    )
-    parser.add_argument(
-        '--val',
-        type=int,
-        default=0,
-        help='hold out this many training photos and evaluate on them instead of the unseen photos '
-        '(choose settings here; report the unseen photos once)',
-    )
+    parser.add_argument('--options', help='YAML file or inline YAML: sections merged into every variant')
+    parser.add_argument('--val', type=int, default=0, help='evaluate on this many held-out training photos')
     parser.add_argument('--no-levers', action='store_true', help='skip the inference levers (faster screening)')
-    parser.add_argument(
-        '--analyse',
-        nargs='+',
-        metavar='LABEL=WORK:VARIANT',
-        help="only decompose the saved networks' errors on the test photos (bench/proof_analysis.py)",
-    )
+    parser.add_argument('--analyse', nargs='+', metavar='LABEL=WORK:VARIANT', help="the saved networks' errors")
     parser.add_argument('--figure', help='with --analyse: save the crops figure (PNG) here')
-    parser.add_argument(
-        '--block',
-        default='proof',
-        help="the docs block the tables go to (default 'proof'; --analyse: 'proof-analysis')",
-    )
-    parser.add_argument(
-        '--tiled-prior',
-        action='store_true',
-        help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
-    )
+    parser.add_argument('--block', default='proof', help="the docs block written (--analyse: 'proof-analysis')")
+    parser.add_argument('--tiled-prior', action='store_true', help='the saved networks, prior on crop-sized pieces')
 
 
 def _quick(rep, args):

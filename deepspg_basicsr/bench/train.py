@@ -64,5 +64,5 @@ def run(rep, args):
             t = rounds({k: iteration(m, batches) for k, m in models.items()}, args.repeats, device=device)
             rep.timings(['whole iteration', 'latency', 'vs pixel + edge (per round)'], t, 'pixel + edge')
             ratios = {k: t.ratio(k, 'pixel + edge') for k in t}
-            rep.data.setdefault(name, {})[device.type] = {'steps': parts, 'iterations': t.to_json(), 'ratios': ratios}
+            rep.data.setdefault(name, {})[device.type] = {'steps': parts, 'iterations': dict(t), 'ratios': ratios}
             del models

@@ -70,7 +70,6 @@ def last_report(experiment):
 
 def add_arguments(parser):
     parser.add_argument('--iters', type=int, default=0, help='override total_iter of both runs (0: as in the files)')
-    parser.add_argument('--only', choices=sorted(RUNS), action='append', help='run only this one (repeatable)')
     parser.add_argument('--work', default='experiments/zero_ref_benchmark', help='folder for options and results')
 
 
@@ -80,13 +79,12 @@ def run(rep, args):
     ensure_demo_data()
     args.work = os.path.abspath(args.work)
     os.makedirs(args.work, exist_ok=True)
-    kinds = args.only or list(RUNS)
     opts = {kind: run_options(kind, args.iters, args.work) for kind in RUNS}
     if budget(opts['zero_ref']) != budget(opts['paired']):
         raise SystemExit(f'the two runs differ in budget:\n{budget(opts["zero_ref"])}\n{budget(opts["paired"])}')
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads or 1))
     rows, seconds = {}, {}
-    for kind in kinds:
+    for kind in RUNS:
         opt_file = os.path.join(args.work, f'{kind}.yml')
         with open(opt_file, 'w') as f:
             yaml.safe_dump(opts[kind], f, sort_keys=False)
