@@ -95,9 +95,10 @@ def release_all(configs):
         getattr(fn, 'release', lambda: None)()
 
 
-def pipeline_configs(args, work, tag, model, net, perf_model=None):
-    """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``:
-    name -> (callable x -> output (1, 3, H, W) unclamped, kind, output-preserving?)."""
+def pipeline_configs(args, work, tag, model, net, perf_model):
+    """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``
+    (``perf_model``: the same weights with ``perf`` :data:`~.common.PERF`): name -> (callable x -> output
+    (1, 3, H, W) unclamped, kind, output-preserving?)."""
     prior, branches = model.seg_prior, model.seg_branches
 
     def scaled(m, first, second, c2f=True):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale
@@ -109,20 +110,11 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 
         return run
 
-    def bf16(fn):  # perf.amp: bf16 (autocast over the enhancer and the prior)
-        def run(x):
-            with torch.autocast('cpu', dtype=torch.bfloat16):
-                return fn(x).float()
-
-        return run
-
-    lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
-    wrap = (lambda fn: fn) if perf_model is not None else bf16
-    perf_net = lossy.get_bare_model(lossy.net_g).eval()
+    perf_net = perf_model.get_bare_model(perf_model.net_g).eval()
     levers = {
-        'torch, bf16 autocast + channels_last (perf.amp)': wrap(lambda x: lossy.enhance(perf_net, x)),
-        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': wrap(scaled(lossy, 0.5, 0.5)),
-        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
+        'torch, bf16 autocast + channels_last (perf.amp)': lambda x: perf_model.enhance(perf_net, x),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': scaled(perf_model, 0.5, 0.5),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': scaled(perf_model, 0.5, 0.5, c2f=False),
         'torch, seg_scale 0.5, c2f_seg_scale 1': scaled(model, 0.5, 1.0),
         'torch, seg_scale 0.5 (both prior passes)': scaled(model, 0.5, 0.5),
         'torch, C2F off (one pass)': lambda x: model.enhance(net, x, c2f=False),
@@ -170,10 +162,12 @@ def build_configs(args, work):
 
 def trained_configs(args, work):
     """The output-change section's rows for a trained option file + checkpoint (``--trained``)."""
-    from deepspg_basicsr.inference import DeepSPGEnhancer
+    from deepspg_basicsr.inference import DeepSPGEnhancer, load_option_file
 
-    enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
-    return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
+    opt = load_option_file(args.trained[0])
+    perf_opt = dict(opt, perf=dict(opt.get('perf') or {}, **PERF))
+    fp32, perf = (DeepSPGEnhancer(o, weights=args.trained[1], device='cpu') for o in (opt, perf_opt))
+    return pipeline_configs(args, work, 'trained', fp32.model, fp32.net.eval(), perf.model)
 
 
 def measure(configs, images, repeats, warmup=True, release=False):

@@ -1,5 +1,5 @@
-"""Section ``train``: a training iteration step by step (:func:`~.common.train_breakdown`), and whole
-iterations per loss configuration in the same rounds. Demo data, random weights, Adam. Block ``train``.
+"""Section ``train``: a training iteration step by step, and whole iterations per loss configuration in
+the same rounds. Demo data, random weights, Adam; :func:`~.common.train_breakdown`. Block ``train``.
 """
 
 import statistics
