@@ -4,6 +4,7 @@ test images, the training batches. The priors measured are names of the known-we
 import copy
 import glob
 import importlib.util
+import itertools
 import math
 import os
 import resource
@@ -210,12 +211,7 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None, dataset=None
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )
-
-    def batches():
-        while True:
-            yield from loader
-
-    return batches()
+    return itertools.chain.from_iterable(itertools.repeat(loader))
 
 
 def train_breakdown(model, batches, repeats):

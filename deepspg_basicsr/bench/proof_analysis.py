@@ -1,11 +1,6 @@
-"""Where the proof's networks lose structure: their error decomposed, and the same crops side by side.
-
-``deepspg-bench proof --analyse LABEL=WORK:VARIANT ...`` reloads the weights the proof saved
-(``WORK/<variant>_seed<k>.pth``, every seed found), enhances the unseen photos, and reports the means
-over seeds of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`; with
-``--figure FILE`` it also saves the crops figure: for two photos, the ground truth's flattest and most
-textured 96x96 windows, from the input (brightened to the ground truth's mean for display), each
-network's seed-0 output, and the ground truth.
+"""Where the proof's networks lose structure (``deepspg-bench proof --analyse``, docs/DEEPSPG.md): the means over
+seeds of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`, and (``--figure``) the crops
+figure: two photos' flattest and most textured windows, from the input, each network and the ground truth.
 """
 
 import os

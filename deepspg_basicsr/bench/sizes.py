@@ -10,10 +10,6 @@ from .common import PRESETS, SEG_PRIORS, Forward
 
 #: Published sizes (M parameters, GFLOPs) of the presets (DeepSPG paper).
 PUBLISHED = {'base': (0.55, 6.91), 'large': (2.13, 26.03)}
-PRESET_OPTIONS = {
-    name: f'num_feat: {kw["num_feat"]}, illum_feat: {kw["illum_feat"]}, num_blocks: [4, 3, 2]'
-    for name, kw in PRESETS.items()
-}
 
 
 def add_arguments(parser):
@@ -40,7 +36,8 @@ def run(rep, args):
         rows.append([f'DeepSPG {name}: encoder part (illumination + encoder)', '', f'{enc:.2f}', ''])
         rows.append([f'DeepSPG {name}: decoder part (SEM + decoder), added by C2F', '', f'{total - enc:.2f}', ''])
         sizes = [f'{params:.3f} M ({params / p_pub - 1:+.1%})', f'{p_pub} M', f'{total:.2f} ({total / g_pub - 1:+.1%})']
-        preset_rows.append([name, f'`{PRESET_OPTIONS[name]}`', *sizes, f'{g_pub}'])
+        options = f'`num_feat: {kwargs["num_feat"]}, illum_feat: {kwargs["illum_feat"]}, num_blocks: [4, 3, 2]`'
+        preset_rows.append([name, options, *sizes, f'{g_pub}'])
         rep.data.setdefault('enhancer', {})[name] = {'params_m': params, 'gflops': total, 'encoder_gflops': enc}
     for seg, known in SEG_PRIORS.items():
         if args.quick and seg != 'HRNet-W18-small':

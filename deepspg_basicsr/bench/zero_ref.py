@@ -111,7 +111,4 @@ def run(rep, args):
         cells = [f'{values[n]:.4f}' if isinstance(values[n], float) else str(values[n]) for n in names]
         table.append([label] + cells + [str(seconds.get(label, ''))])
     rep.table(['run'] + names + ['train (s)'], table)
-    result = {'rows': rows, 'train_seconds': seconds, 'budget': b, 'command': rep.command}
-    with open(os.path.join(args.work, 'results.json'), 'w') as f:
-        json.dump(result, f, indent=2)
-    rep.data.update(result)
+    rep.data.update(rows=rows, train_seconds=seconds, budget=b)
