@@ -47,27 +47,26 @@ PEER = 'Retinexformer LOL-v1 (torch fp32, peer network)'
 PEER_CL = 'Retinexformer LOL-v1 (torch fp32, channels_last)'
 
 
-def _ort_exports(args, work, tag, net, prior, branches, variants):
-    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
-    once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths, calib = {}, demo_images(*((96, 64) if args.quick else (300, 200)), 4)
-    for name, (s1, s2, c2f, int8) in variants.items():
-        one = copy.deepcopy(net)
-        one.c2f = c2f
-        pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-        paths[name] = export_once(pipe, os.path.join(work, f'{tag}_{name}.onnx'))
-        if int8:
-            q = os.path.join(work, f'{tag}_{name}_int8.onnx')
-            paths[name + '_int8'] = made_once(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
-    return paths
-
-
-#: ONNX variants: name -> (seg_scale, c2f_seg_scale, C2F on, also int8).
-ORT_VARIANTS = {
-    'default': (1.0, None, True, True),
-    'seg05': (0.5, 0.5, True, True),
-    'seg05_1pass': (0.5, 0.5, False, True),
+#: The ONNX Runtime rows: name -> the exported pipeline's (seg_scale, c2f_seg_scale, C2F on, int8).
+ORT_ROWS = {
+    ORT_FP32: (1.0, None, True, False),
+    'ONNX Runtime fp32, seg_scale 0.5 (both passes)': (0.5, 0.5, True, False),
+    'ONNX Runtime int8 (static QDQ, all Conv), default': (1.0, None, True, True),
+    'ONNX Runtime int8, seg_scale 0.5 (both passes)': (0.5, 0.5, True, True),
+    'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': (0.5, 0.5, False, True),
 }
+
+
+def ort_export(work, tag, model, net, seg_scale, c2f_seg_scale, c2f, int8):
+    """The pipeline of ``model``/``net`` exported (and int8-quantised) once into ``work``; its path."""
+    one = copy.deepcopy(net)
+    one.c2f = c2f
+    pipe = DeepSPGPipeline(one, model.seg_prior, model.seg_branches, seg_scale=seg_scale, c2f_seg_scale=c2f_seg_scale)
+    path = export_once(pipe.eval(), os.path.join(work, f'{tag}_{seg_scale}_{c2f_seg_scale}_{int(c2f)}.onnx'))
+    if not int8:
+        return path
+    int8_path = path[: -len('.onnx')] + '_int8.onnx'  # calibrated on 4 demo images at 300x200
+    return made_once(int8_path, lambda q: quantize_int8(path, q, demo_images(300, 200, 4)), 'quantised')
 
 
 class LazyOrt:
@@ -99,7 +98,6 @@ def pipeline_configs(args, work, tag, model, net, perf_model):
     """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``
     (``perf_model``: the same weights with ``perf`` :data:`~.common.PERF`): name -> (callable x -> output
     (1, 3, H, W) unclamped, kind, output-preserving?)."""
-    prior, branches = model.seg_prior, model.seg_branches
 
     def scaled(m, first, second, c2f=True):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale
         bare = m.get_bare_model(m.net_g)
@@ -119,19 +117,11 @@ def pipeline_configs(args, work, tag, model, net, perf_model):
         'torch, seg_scale 0.5 (both prior passes)': scaled(model, 0.5, 0.5),
         'torch, C2F off (one pass)': lambda x: model.enhance(net, x, c2f=False),
     }
-    variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
-    paths = _ort_exports(args, work, tag, net, prior, branches, variants)
-    ort = {  # row -> the export it runs
-        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': 'seg05',
-        'ONNX Runtime int8 (static QDQ, all Conv), default': 'default_int8',
-        'ONNX Runtime int8, seg_scale 0.5 (both passes)': 'seg05_int8',
-        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': 'seg05_1pass_int8',
-    }
-    session = lambda key: LazyOrt(paths[key], args.threads)  # noqa: E731
     configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
     configs.update({name: (fn, 'lever', False) for name, fn in levers.items()})
-    configs[ORT_FP32] = (session('default'), 'output-preserving', True)
-    configs.update({name: (session(key), 'lever', False) for name, key in ort.items() if key in paths})
+    for name, spec in ORT_ROWS.items() if not args.quick else [(ORT_FP32, ORT_ROWS[ORT_FP32])]:
+        session = LazyOrt(ort_export(work, tag, model, net, *spec), args.threads)
+        configs[name] = (session, 'output-preserving', True) if name == ORT_FP32 else (session, 'lever', False)
     return configs
 
 

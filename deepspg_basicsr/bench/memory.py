@@ -174,10 +174,7 @@ def run(rep, args):
             rows.append([device.type, f'{w}x{h}', name, peak, over, f'{res["times"][0]:.1f} s', target])
             rep.data.setdefault('cases', {})[f'{device.type} {w}x{h} {name}'] = res
     rep.block('memory')
-    rep.note(
-        f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
-        '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
-    )
+    rep.note(f'{seg} prior, base preset.')
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
     _tiling(rep, args)
 
@@ -199,12 +196,7 @@ def _tiling(rep, args):
             worst, mean = compare(*(os.path.join(folder, f'{m}{suffix}.npy') for m in ('tiled', 'untiled')))
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
-    rep.note(
-        f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
-        f'synthetic dim {w}x{h} image, '
-        f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
-        'process.'
-    )
+    rep.note(f'`{args.opt}`, random weights, a synthetic dim {w}x{h} image, tile {args.tile}, overlap {args.overlap}.')
     rep.table(['mode', 'peak RSS (MiB)', 'above the post-build peak (MiB)', 'enhance (wall)'], rows)
     rep.table(['comparison (outputs clamped to [0, 1])', 'max abs difference', 'mean abs difference'], diffs)
     rep.data['tiling'] = {'results': results, 'differences': diffs}

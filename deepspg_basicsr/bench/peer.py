@@ -86,10 +86,7 @@ def run(rep, args):
     layout = 'channels-last' if fast == PEER_CL else 'NCHW'
     rep.block('peer')
     rep.note(
-        f'{w}x{h}, random weights, base preset, {args.seg} prior; every row timed in the same {args.repeats} '
-        'interleaved rounds after one warm-up, under `torch.inference_mode`. Ratios: median of the per-round '
-        f"ratios (spread over the rounds), to the peer's faster layout ({layout}"
-        ' here) and to its NCHW run.'
+        f'{w}x{h}, random weights, base preset, {args.seg} prior, {args.repeats} rounds; faster peer layout: {layout}.'
     )
     rows = []
     for name, (_, what) in cands.items():

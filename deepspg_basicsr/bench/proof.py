@@ -274,14 +274,9 @@ def job_options(name, iters, options=None, **kw):
 
 
 def run_job(name, seed, root, iters, save=None, levers=True, **options):
-    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`).
-
-    Args:
-        save (str | None): Also write the trained enhancer's weights there (``{'params': state_dict}``).
-        levers (bool): Also evaluate the inference levers.
-        options: :func:`job_options`'s keywords (``options``, ``network``, ``prior``, ``seg_checkpoint``,
-            ``data``).
-    """
+    """Train variant ``name`` with ``seed`` (``options``: :func:`job_options`' keywords) and evaluate it, with the
+    inference levers unless not ``levers``; its result dict (see :func:`run_proof`). ``save``: also write the
+    trained enhancer's weights there (``{'params': state_dict}``)."""
     opt, source = job_options(name, iters, **options)
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed, train_data)
