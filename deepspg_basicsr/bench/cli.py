@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from .core import Report, machine_record, set_threads, update_docs, write_json
+from .core import Report, machine_record, update_docs, write_json
 
 #: The sections: each a module of this package (``zero-ref``: ``zero_ref``).
 SECTIONS = ('sizes', 'inference', 'train', 'deploy', 'memory', 'zero-ref', 'proof', 'peer')
@@ -61,7 +61,8 @@ def run_section(section, argv=()):
     level, threads = logger.level, torch.get_num_threads()
     logger.setLevel(logging.ERROR)  # the random-weight warnings are expected; restored afterwards
     try:
-        set_threads(args.threads)
+        if args.threads > 0:  # 0: torch's default
+            torch.set_num_threads(args.threads)
         args.repeats = args.repeats or (2 if args.quick else 3)
         rep = Report(section, argv=list(argv), machine=machine_record(args.threads or None))
         section_module(section).run(rep, args)

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from ..inference.options import model_options as inference_options
 from ..utils.image_io import read_image
 from ..weights import KNOWN_WEIGHTS
-from .core import sync
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
@@ -212,52 +211,6 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None, dataset=None
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )
     return itertools.chain.from_iterable(itertools.repeat(loader))
-
-
-def train_breakdown(model, batches, repeats):
-    """Seconds of each step of ``DeepSPGModel.optimize_parameters``, in its order, for ``repeats``
-    iterations on ``batches`` after one warm-up: step -> list."""
-    times, inner, dev = {}, {}, model.device
-    c2f = '  of which: C2F prior on the coarse result'
-
-    def timed(name, fn, *args, into=times, **kwargs):
-        sync(dev)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        sync(dev)
-        into.setdefault(name, []).append(time.perf_counter() - start)
-        return out
-
-    for _ in range(repeats + 1):
-        model.feed_data(timed('data loading (batch from the DataLoader, 0 workers)', next, batches))
-        model.optimizer_g.zero_grad(set_to_none=True)
-        feats = timed('prior on the input (no_grad)', model.sem_features, model.lq)
-        prior = lambda img: timed(c2f, model.c2f_features, img, into=inner)  # noqa: E731
-        output = timed('enhancer forward (incl. C2F prior)', model._run_net, model.net_g, model.lq, feats, prior=prior)
-        times.setdefault(c2f, []).append(sum(inner.pop(c2f, [])))
-        losses, gt = {}, model.gt
-        with model.autocast():
-            if model.cri_pix is not None:
-                losses['l_pix'] = timed('l_pix forward', model.cri_pix, output, gt)
-            if model.cri_edge is not None:
-                losses['l_edge'] = timed('l_edge forward', model.cri_edge, output, gt)
-            if model.cri_sem is not None:
-                out_logits = timed('l_sem: prior on the output (with grad)', model.seg_prior, output)['logits']
-                with torch.no_grad():
-                    gt_logits = timed('l_sem: prior on the ground truth (no_grad)', model.seg_prior, gt)['logits']
-                losses['l_sem'] = timed('l_sem: KL', model.cri_sem, out_logits, gt_logits)
-        if model.cri_clip is not None:  # as DeepSPGModel.compute_losses: autocast on CUDA only
-            with model.autocast() if dev.type == 'cuda' else nullcontext():
-                feat = timed('l_clip: CLIP image encoder forward', model.clip_prior.encode_image, output)
-            text = model.clip_prior.text_features
-            losses['l_clip'] = timed('l_clip: cosine to the cached text features', model.cri_clip, feat, text)
-        grad = torch.zeros_like(output)
-        for name, loss in losses.items():
-            step = f'{name} backward to the output'
-            grad += timed(step, torch.autograd.grad, loss.float(), output, retain_graph=True)[0]
-        timed('enhancer backward', output.backward, grad)
-        timed('optimizer step', model.optimizer_g.step)
-    return {k: v[1:] for k, v in times.items()}
 
 
 def iteration(model, batches):

@@ -55,9 +55,9 @@ class Timings(dict):
     """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r`` (a dict of
     lists, written to the JSON as it is, full precision: ratios can be recomputed from it)."""
 
-    def __init__(self, times):
+    def __init__(self, times, outputs=None):
         super().__init__((k, list(v)) for k, v in times.items())
-        self.outputs = {}
+        self.outputs = outputs or {}
 
     @property
     def times(self):
@@ -114,18 +114,7 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=F
             if keep_outputs and r == repeats - 1:
                 outputs[name] = out
             del out
-    result = Timings(times)
-    result.outputs = outputs
-    return result
-
-
-def set_threads(threads):
-    """Set torch's intra-op threads (0: torch's default); returns the count in use."""
-    import torch
-
-    if threads and threads > 0:
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
+    return Timings(times, outputs)
 
 
 def load_average():

@@ -137,10 +137,10 @@ def section_levers(rep, args):
     before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
     after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
     net.eval()
-    rows.append(['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''])
-    rows.append(
-        ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}']
-    )
+    rows += [
+        ['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''],
+        ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}'],
+    ]
     rep.table(['training forward', 'saved for backward (MiB)', 'note'], rows)
 
     rep.note('### 2. Prior passes and the C2F pass')

@@ -18,7 +18,6 @@ TILING_MODES = ('baseline', 'untiled', 'tiled', 'untiled-global', 'tiled-global'
 
 
 def add_arguments(parser):
-    parser.add_argument('--big', default='3840x2160', help='WxH of the tiled pipeline case (quick: 320x240)')
     parser.add_argument('--hd', action='store_true', help='also the 1920x1080 untiled cases (minutes each on 2 cores)')
     parser.add_argument('--tiling-size', default='1500x1000', help='WxH of the tiling block (quick: 192x128)')
     parser.add_argument('--tile', type=int, default=512, help='tile of the tiling block (quick: 64)')
@@ -48,8 +47,8 @@ def fmt_peak(result):
 
 
 def _case_fn(spec, device):
-    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s)
-    on the random-weight model (``pipeline``) or on ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
+    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s) on the
+    random-weight model of ``spec['seg']`` (``pipeline``) or of ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
     from deepspg_basicsr.inference import DeepSPGEnhancer
     from deepspg_basicsr.priors import SegmentationPrior
 
@@ -139,13 +138,13 @@ def compare(path_a, path_b):
 
 
 def run(rep, args):
-    from .common import devices, parse_size
+    from .common import devices
 
     if args.quick:
-        args.big, args.tiling_size, args.tile, args.overlap = '320x240', '192x128', 64, 16
+        args.tiling_size, args.tile, args.overlap = '192x128', 64, 16
     seg = 'HRNet-W18-small' if args.quick else 'HRNet-W48'
     small = [64, 96] if args.quick else [400, 600]
-    bw, bh = parse_size(args.big)
+    bw, bh = (320, 240) if args.quick else (3840, 2160)  # the tiled case: a 4K image
     cases = [
         (f'{seg} forward, no_grad', {'kind': 'prior', 'size': small}),
         (f'{seg} forward + backward to the input', {'kind': 'prior', 'size': small, 'grad': True}),

@@ -138,13 +138,9 @@ def training_batches(root, gt_size, batch, seed, dataset=None):
 
 
 def validation_root(root, count, dest):
-    """A data root under ``dest`` that holds out ``count`` of ``root``'s training photos for validation.
-
-    ``our485`` keeps the other training photos and ``eval15`` holds the ``count`` held-out ones (every
-    ``len / count``-th photo in name order, so the choice does not depend on a seed); both are links to
-    ``root``'s files. The unseen test photos of ``root`` are not used at all: settings are chosen on this
-    split and the unseen photos reported once for the final choice.
-    """
+    """A data root under ``dest`` whose ``eval15`` holds out ``count`` of ``root``'s training photos (every
+    ``len / count``-th in name order, no seed) and whose ``our485`` keeps the others, both links to ``root``'s
+    files (``--val``: settings are chosen there, the unseen photos reported once)."""
     names = sorted(os.listdir(os.path.join(root, 'our485', 'low')))
     if not 0 < count < len(names):
         raise SystemExit(f'--val {count}: needs 0 < count < {len(names)} (the training photos under {root})')
@@ -185,17 +181,11 @@ def train(opt, batches, seed):
 
 
 def evaluate(model, pairs, source, prior_opt=None, c2f=True, outputs=None):
-    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on
-    ``pairs`` with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as
-    ``test`` runs it, C2F included), ``gt`` (each image's ground truth), ``shuffled`` (the next
-    image's ground truth).
-
-    Args:
-        prior_opt (dict | None): ``prior`` options set for this evaluation only (e.g.
-            ``{'seg_scale': 0.5}``).
-        c2f (bool): Allow the coarse-to-fine pass (sources ``input`` / ``none``).
-        outputs (list | None): When given, each output is appended to it (uint8 RGB, (H, W, 3)).
-    """
+    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on ``pairs``
+    with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as ``test`` runs it;
+    ``c2f``: the coarse-to-fine pass allowed), ``gt`` (each image's ground truth), ``shuffled`` (the next
+    image's). ``prior_opt``: ``prior`` options for this evaluation only (e.g. ``{'seg_scale': 0.5}``);
+    ``outputs``: a list each output is appended to (uint8 RGB, (H, W, 3))."""
     net = model.net_g
     was_training = net.training
     net.eval()
@@ -360,13 +350,12 @@ def report(rep, rows, args, input_db):
     by = {}
     for r in rows:
         by.setdefault(r['variant'], {})[r['seed']] = r
-    rep(
+    rep.note(
         f'- data `{os.path.relpath(args.root, ROOT)}` ({len(os.listdir(os.path.join(args.root, "eval15", "low")))} '
         f'unseen test photos, whole images); seeds {sorted({r["seed"] for r in rows})}; {args.iters} iterations, '
         f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
         f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
     )
-    rep()
     table = []
     for name in [n for n in [*VARIANTS, PEER] if by.get(n)]:
         vals, paired = list(by[name].values()), _paired(by, name)
@@ -424,10 +413,9 @@ def targets(by):
 
 
 def saved_networks(work, variant):
-    """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
+    """(job dict, weights path) of every saved job of ``variant`` in ``work``."""
     paths = sorted(glob.glob(_job_path(work, variant, '*')))
-    rows = [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
-    return [(row['seed'], row, weights) for row, weights in rows]
+    return [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
 
 
 def _job_kw(args, options):
@@ -466,7 +454,7 @@ def run_analysis(rep, args):
         nets = saved_networks(work, variant)
         if not nets:
             raise SystemExit(f'--analyse {label}: no saved {variant!r} network in {work}')
-        networks.append((label, [network_outputs(row, weights, args, pairs) for _, row, weights in nets]))
+        networks.append((label, [network_outputs(row, weights, args, pairs) for row, weights in nets]))
     analyse(rep, args, pairs, networks)
 
 
@@ -494,22 +482,14 @@ def add_arguments(parser):
 
 def _quick(rep, args):
     """``--quick``: the demo data and prior, 10 iterations, width 8, no semantics against the oracle."""
-    root = ensure_demo_data(DEMO_ROOT)
-    network = {'num_feat': 8, 'illum_feat': 8}
-    results = run_proof(
-        root, min(args.iters, 10), args.seeds[0], network=network, variants=['no semantics', 'gt (oracle)']
-    )
+    root, network = ensure_demo_data(DEMO_ROOT), {'num_feat': 8, 'illum_feat': 8}
+    variants = ['no semantics', 'gt (oracle)']
+    results = run_proof(root, min(args.iters, 10), args.seeds[0], network=network, variants=variants)
     rep.block('proof-quick')
-    rep(f'- `{rep.command}`: demo data, random prior, {min(args.iters, 10)} iterations (a check, not a result)')
-    rep()
-    rep.table(
-        ['variant', 'unseen PSNR (dB)', 'unseen GT-mean PSNR (dB)'],
-        [
-            [k, f'{v["test"]["psnr"]:.2f}', f'{v["test"]["psnr_gt_mean"]:.2f}']
-            for k, v in results.items()
-            if k != 'input_psnr'
-        ],
-    )
+    rep.note(f'- `{rep.command}`: demo data, random prior, {min(args.iters, 10)} iterations (a check, not a result)')
+    runs = {k: v['test'] for k, v in results.items() if k != 'input_psnr'}
+    rows = [[k, f'{v["psnr"]:.2f}', f'{v["psnr_gt_mean"]:.2f}'] for k, v in runs.items()]
+    rep.table(['variant', 'unseen PSNR (dB)', 'unseen GT-mean PSNR (dB)'], rows)
     rep.data['results'] = results
 
 

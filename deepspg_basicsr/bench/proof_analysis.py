@@ -85,11 +85,10 @@ def analyse(rep, args, pairs, networks):
         table.append(cells)
     gt_noise = next(iter(data.values()))[0]['flat_noise_gt']
     rep.block(args.block if args.block != 'proof' else 'proof-analysis')
-    rep(
+    rep.note(
         f'- `{rep.command}`: {len(pairs)} test photos, whole images; means ± std over the saved seeds; '
         f'{BLOCK}x{BLOCK} blocks, flattest / most textured 25 % by the ground truth'
     )
-    rep()
     rep.table(['network', 'seeds', *[m[1].format(gt=f'{gt_noise:.2f}') for m in MEASURES]], table)
     rep.data['analysis'] = data
     if args.figure:

@@ -1,21 +1,15 @@
 """Section ``train``: a training iteration step by step, and whole iterations per loss configuration in
-the same rounds. Demo data, random weights, Adam; :func:`~.common.train_breakdown`. Block ``train``.
+the same rounds. Demo data, random weights, Adam; :func:`train_breakdown`. Block ``train``.
 """
 
 import statistics
+import time
+from contextlib import nullcontext
 
-from .common import (
-    LOSS_NAMES,
-    PERF,
-    SEG_PRIORS,
-    build,
-    devices,
-    iteration,
-    model_options,
-    train_breakdown,
-    training_loader,
-)
-from .core import rounds
+import torch
+
+from .common import LOSS_NAMES, PERF, SEG_PRIORS, build, devices, iteration, model_options, training_loader
+from .core import rounds, sync
 
 #: Loss configurations compared: name -> (extra option sections, losses on).
 LOSS_CONFIGS = {
@@ -27,6 +21,52 @@ LOSS_CONFIGS = {
     'all four losses': ({}, LOSS_NAMES),
     'all four losses, `perf` (bf16 + channels_last)': ({'perf': PERF}, LOSS_NAMES),
 }
+
+
+def train_breakdown(model, batches, repeats):
+    """Seconds of each step of ``DeepSPGModel.optimize_parameters``, in its order, for ``repeats``
+    iterations on ``batches`` after one warm-up: step -> list."""
+    times, inner, dev = {}, {}, model.device
+    c2f = '  of which: C2F prior on the coarse result'
+
+    def timed(name, fn, *args, into=times, **kwargs):
+        sync(dev)
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        sync(dev)
+        into.setdefault(name, []).append(time.perf_counter() - start)
+        return out
+
+    for _ in range(repeats + 1):
+        model.feed_data(timed('data loading (batch from the DataLoader, 0 workers)', next, batches))
+        model.optimizer_g.zero_grad(set_to_none=True)
+        feats = timed('prior on the input (no_grad)', model.sem_features, model.lq)
+        prior = lambda img: timed(c2f, model.c2f_features, img, into=inner)  # noqa: E731
+        output = timed('enhancer forward (incl. C2F prior)', model._run_net, model.net_g, model.lq, feats, prior=prior)
+        times.setdefault(c2f, []).append(sum(inner.pop(c2f, [])))
+        losses, gt = {}, model.gt
+        with model.autocast():
+            if model.cri_pix is not None:
+                losses['l_pix'] = timed('l_pix forward', model.cri_pix, output, gt)
+            if model.cri_edge is not None:
+                losses['l_edge'] = timed('l_edge forward', model.cri_edge, output, gt)
+            if model.cri_sem is not None:
+                out_logits = timed('l_sem: prior on the output (with grad)', model.seg_prior, output)['logits']
+                with torch.no_grad():
+                    gt_logits = timed('l_sem: prior on the ground truth (no_grad)', model.seg_prior, gt)['logits']
+                losses['l_sem'] = timed('l_sem: KL', model.cri_sem, out_logits, gt_logits)
+        if model.cri_clip is not None:  # as DeepSPGModel.compute_losses: autocast on CUDA only
+            with model.autocast() if dev.type == 'cuda' else nullcontext():
+                feat = timed('l_clip: CLIP image encoder forward', model.clip_prior.encode_image, output)
+            text = model.clip_prior.text_features
+            losses['l_clip'] = timed('l_clip: cosine to the cached text features', model.cri_clip, feat, text)
+        grad = torch.zeros_like(output)
+        for name, loss in losses.items():
+            step = f'{name} backward to the output'
+            grad += timed(step, torch.autograd.grad, loss.float(), output, retain_graph=True)[0]
+        timed('enhancer backward', output.backward, grad)
+        timed('optimizer step', model.optimizer_g.step)
+    return {k: v[1:] for k, v in times.items()}
 
 
 def add_arguments(parser):
