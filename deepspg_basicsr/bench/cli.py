@@ -32,11 +32,6 @@ def summary(name):
     return ' '.join(doc.split('\n\n')[0].split('. ')[0].split()).removeprefix(f'Section ``{name}``: ').rstrip('.')
 
 
-def doc_paths(root):
-    """README.md and docs/*.md under ``root``: where ``--write-docs`` looks for blocks."""
-    return [os.path.join(root, 'README.md')] + sorted(glob.glob(os.path.join(root, 'docs', '*.md')))
-
-
 def build_parser(section):
     mod = section_module(section)
     parser = argparse.ArgumentParser(prog=f'deepspg-bench {section}', description=summary(section))
@@ -77,7 +72,8 @@ def run_section(section, argv=()):
     if args.json:
         write_json(args.json, dict(rep.data, blocks=rep.texts()))
     if args.write_docs:
-        written = update_docs(rep.texts(), doc_paths(ROOT))
+        docs = [os.path.join(ROOT, 'README.md')] + sorted(glob.glob(os.path.join(ROOT, 'docs', '*.md')))
+        written = update_docs(rep.texts(), docs)
         for name, paths in written.items():
             print(f'block {name}: ' + (', '.join(paths) if paths else 'no document has its markers'))
     return rep
@@ -93,7 +89,3 @@ def main(argv=None):
         return 0
     run_section(argv[0], argv[1:])
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -122,8 +122,6 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
 
 def build(opt, device=None, seed=0):
     """The DeepSPGModel of ``opt``, enhancer weights drawn from ``seed``; ``device`` cpu: ``num_gpu: 0``."""
-    import deepspg_basicsr  # noqa: F401  (registration before basicsr builds)
-
     from basicsr.models import build_model
 
     if device is not None and device.type == 'cpu':

@@ -10,15 +10,11 @@ import math
 import os
 import statistics
 
-import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
-
-# isort: split
-from deepspg_basicsr.deploy.ort_backend import OrtSession
-from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
-from deepspg_basicsr.deploy.quantize import quantize_int8
-
 import torch
 
+from ..deploy.ort_backend import OrtSession
+from ..deploy.pipeline import DeepSPGPipeline
+from ..deploy.quantize import quantize_int8
 from .common import (
     PERF,
     ROOT,
@@ -188,10 +184,10 @@ SMALL_ONLY_ROWS = ('torch eager, before (full HRNet backbone per prior pass, Bat
 TARGET_DB = 0.3
 
 
-def targets(results, trained_changes=None):
-    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict).
-    The PSNR changes of the second come from ``trained_changes`` where given (a trained model), else
-    from the random-weight rows."""
+def targets(results, levers, trained_changes=None):
+    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict). The
+    second's candidates are the rows ``levers``, their PSNR changes from ``trained_changes`` where given
+    (a trained model), else from the random-weight rows."""
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
     ratio = {k: times.ratio(k, HRNET) for k in times}
@@ -209,7 +205,7 @@ def targets(results, trained_changes=None):
         (f'no more than {TARGET_DB} dB worse (a gain allowed)', lambda d: d >= -TARGET_DB),
     )
     for reading, keep in readings:
-        ok = [(ratio[k], k) for k, ch in judged.items() if k in LEVERS and k in ratio and keep(ch[3])]
+        ok = [(ratio[k], k) for k, ch in judged.items() if k in levers and k in ratio and keep(ch[3])]
         if ok:
             best, name = min(ok)
             target = f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading}'
@@ -218,12 +214,9 @@ def targets(results, trained_changes=None):
     return rows
 
 
-#: Rows that change the output (the levers), filled by :func:`build_configs`.
-LEVERS = set()
-
-
-def report(rep, args, results, trained=None):
-    """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
+def report(rep, args, results, levers, trained=None):
+    """The ``deploy`` block: one table per size, the trained model's output changes, the targets (``levers``:
+    the rows that change the output)."""
     rep.note(
         f'Random weights, base preset, {args.seg}; sizes above 1 MPixel leave out {len(SMALL_ONLY_ROWS)} slow row(s) '
         'and have no separate warm-up (the models were warmed at the first size); ONNX opset 18.'
@@ -245,7 +238,7 @@ def report(rep, args, results, trained=None):
             f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
         )
         rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
-    rows = targets(results, None if trained is None else trained[2])
+    rows = targets(results, levers, None if trained is None else trained[2])
     if rows:
         rep.note('Targets:')
         rep.table(['target', 'measured', ''], rows)
@@ -315,7 +308,7 @@ def run(rep, args):
     args.threads = args.threads or torch.get_num_threads()
     os.makedirs(args.work, exist_ok=True)
     configs = build_configs(args, args.work)
-    LEVERS.update(k for k, (_, _, preserving) in configs.items() if preserving is False)
+    levers = {k for k, (_, _, preserving) in configs.items() if preserving is False}
     sizes = [parse_size(s) for s in args.sizes]
     images = {size: demo_images(*size, max(args.images)) for size in sizes}
     truths = {size: demo_images(*size, max(args.images), 'high') for size in sizes}
@@ -339,7 +332,7 @@ def run(rep, args):
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         trained = (size, n_img, changes, ref_gt)
     rep.block('deploy')
-    report(rep, args, results, trained)
+    report(rep, args, results, levers, trained)
     rep.block('deploy-summary')
     summary(rep, results)
     rep.data['sizes'] = {f'{w}x{h}': {'times': dict(t), 'changes': c} for (w, h), (t, c, _) in results.items()}

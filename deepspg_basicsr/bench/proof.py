@@ -19,16 +19,12 @@ import os
 import random
 import time
 
-import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
-
-# isort: split
-from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
-
 import numpy as np
 import torch
 import yaml
 from basicsr.utils import tensor2img
 
+from ..metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
 from ..utils.checkpoint import atomic_torch_save
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
