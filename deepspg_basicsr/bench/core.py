@@ -17,7 +17,7 @@ import traceback
 from ..utils.metric_report import cpu_model
 
 #: Options that only say where a run reads or writes files: left out of the command a report records.
-WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
+WHERE_OPTIONS = ('--out', '--json', '--work', '--plot', '--out-dir')
 
 
 def _public_path(arg):
