@@ -149,7 +149,8 @@ def run_train(rep, s, device):
     """``s['iters']`` iterations per precision: it/s, peak memory, the losses finite."""
     import torch
 
-    from .bench.common import build, iteration, model_options, sync, training_loader
+    from .bench.common import build, iteration, model_options, training_loader
+    from .bench.core import sync
 
     rep(f'### Training, LOL-v1 settings: {s["seg"]} + {s["clip"]}, batch {s["batch"]}, {s["gt_size"]}x{s["gt_size"]}')
     rep()

@@ -4,6 +4,7 @@ test images, the training batches. The priors measured are names of the known-we
 import copy
 import glob
 import importlib.util
+import itertools
 import math
 import os
 import resource
@@ -14,19 +15,16 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from ..inference.options import model_options as inference_options
+from ..utils.image_io import read_image
 from ..weights import KNOWN_WEIGHTS
-from .core import sync
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_ROOT = os.path.join(ROOT, 'datasets', 'demo', 'LOL-v1')
 #: The priors the sections measure: names of :data:`~deepspg_basicsr.weights.KNOWN_WEIGHTS`.
 BENCH_PRIORS = ('hrnet-w48-ade20k', 'hrnet-w18s-ade20k', 'espnetv2-pascal')
-#: Segmentation priors: label -> (MMSegmentation config, channels of the branches fed to SEM).
-SEG_CONFIGS = {
-    KNOWN_WEIGHTS[n].label: (KNOWN_WEIGHTS[n].seg_config, KNOWN_WEIGHTS[n].sem_channels) for n in BENCH_PRIORS
-}
-#: Prior branches fed to SEM (label -> branches; HRNet [0, 1, 2], ESPNetv2 its encoder at strides 4 / 8 / 16).
-SEG_BRANCHES = {KNOWN_WEIGHTS[n].label: KNOWN_WEIGHTS[n].seg_branches for n in BENCH_PRIORS}
+#: Segmentation priors measured: label -> :class:`~deepspg_basicsr.weights.KnownWeights` (config, branches, channels).
+SEG_PRIORS = {KNOWN_WEIGHTS[n].label: KNOWN_WEIGHTS[n] for n in BENCH_PRIORS}
 #: Enhancer presets: name -> ``network_g`` widths.
 PRESETS = {'base': {'num_feat': 16, 'illum_feat': 16}, 'large': {'num_feat': 32, 'illum_feat': 32}}
 #: The ``perf`` levers that change the output (bf16); channels-last and BN folding are defaults.
@@ -87,18 +85,11 @@ def parse_size(text):
 def demo_images(w, h, count, kind='low', root=DEMO_ROOT, first=0):
     """Demo test images ``first`` .. ``first + count - 1`` (modulo their number) of ``kind`` (``low`` /
     ``high``), each resized (bicubic) to (1, 3, ``h``, ``w``) RGB in [0, 1]; the data made if missing."""
-    import cv2
-    import numpy as np
-
     files = sorted(glob.glob(os.path.join(ensure_demo_data(root), 'eval15', kind, '*.png')))
     if not files:
         raise FileNotFoundError(f'no demo images under {root}: run python datasets/make_demo_data.py first')
-    out = []
-    for i in range(first, first + count):
-        img = cv2.cvtColor(cv2.imread(files[i % len(files)], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_CUBIC)
-        out.append(torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous())
-    return out
+    images = [read_image(files[i % len(files)])[0] for i in range(first, first + count)]
+    return [F.interpolate(x, size=(h, w), mode='bicubic', align_corners=False).clamp(0, 1) for x in images]
 
 
 def test_image(h, w, seed=0, root=DEMO_ROOT):
@@ -107,29 +98,14 @@ def test_image(h, w, seed=0, root=DEMO_ROOT):
 
 
 def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, is_train=False, losses=LOSS_NAMES):
-    """Options of a DeepSPGModel with random priors: ``seg`` a key of :data:`SEG_CONFIGS`, ``clip`` an
-    open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and with
-    ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
-    config, sem_channels = SEG_CONFIGS[seg]
-    opt = {
-        'name': 'benchmark',
-        'model_type': 'DeepSPGModel',
-        'num_gpu': 1 if torch.cuda.is_available() else 0,
-        'is_train': is_train,
-        'dist': False,
-        'rank': 0,
-        'world_size': 1,
-        'network_g': dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=sem_channels, **PRESETS[preset]),
-        'prior': {
-            'seg_config': config,
-            'seg_checkpoint': None,
-            'seg_branches': SEG_BRANCHES.get(seg, [0, 1, 2]),
-            'clip_model': clip,
-            'clip_pretrained': None,
-        },
-        'path': {},
-        'perf': {},
-    }
+    """The inference core's options of a DeepSPGModel with random weights: ``seg`` a key of :data:`SEG_PRIORS`,
+    ``clip`` an open_clip name, ``preset`` of :data:`PRESETS`, ``extra`` sections merged one level deep, and
+    with ``is_train`` the ``losses`` on (names of :data:`LOSS_NAMES`) and Adam."""
+    known = SEG_PRIORS[seg]
+    network = dict(type='DeepSPG', num_blocks=[4, 3, 2], sem_channels=known.sem_channels, **PRESETS[preset])
+    prior = dict(known.option_fragment()['prior'], seg_checkpoint=None, clip_model=clip, clip_pretrained=None)
+    opt = inference_options({'network_g': network, 'prior': prior}, None, num_gpu=int(torch.cuda.is_available()))
+    opt.update(name='benchmark', is_train=is_train)
     if is_train:
         opt['train'] = {
             'ema_decay': 0,
@@ -146,8 +122,6 @@ def model_options(seg='HRNet-W48', clip='ViT-B-16', preset='base', extra=None, i
 
 def build(opt, device=None, seed=0):
     """The DeepSPGModel of ``opt``, enhancer weights drawn from ``seed``; ``device`` cpu: ``num_gpu: 0``."""
-    import deepspg_basicsr  # noqa: F401  (registration before basicsr builds)
-
     from basicsr.models import build_model
 
     if device is not None and device.type == 'cpu':
@@ -200,6 +174,17 @@ def paired_dataset(root, split='our485', **options):
     )
 
 
+class Forward(torch.nn.Module):
+    """``fn(module, *inputs)`` as a module (what fvcore counts and ONNX exports)."""
+
+    def __init__(self, module, fn):
+        super().__init__()
+        self.module, self.fn = module, fn
+
+    def forward(self, *inputs):
+        return self.fn(self.module, *inputs)
+
+
 def unfolded_pipeline(seg, device=None):
     """The pipeline as first written (before the perf defaults): the full prior backbone per pass,
     MMSegmentation's BatchNorms, NCHW; the same random weights as :func:`build`'s. Returns
@@ -223,58 +208,7 @@ def training_loader(gt_size, batch, root=DEMO_ROOT, generator=None, dataset=None
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=True, num_workers=0, drop_last=True, generator=generator
     )
-
-    def batches():
-        while True:
-            yield from loader
-
-    return batches()
-
-
-def train_breakdown(model, batches, repeats):
-    """Seconds of each step of ``DeepSPGModel.optimize_parameters``, in its order, for ``repeats``
-    iterations on ``batches`` after one warm-up: step -> list."""
-    times, inner, dev = {}, {}, model.device
-    c2f = '  of which: C2F prior on the coarse result'
-
-    def timed(name, fn, *args, into=times, **kwargs):
-        sync(dev)
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        sync(dev)
-        into.setdefault(name, []).append(time.perf_counter() - start)
-        return out
-
-    for _ in range(repeats + 1):
-        model.feed_data(timed('data loading (batch from the DataLoader, 0 workers)', next, batches))
-        model.optimizer_g.zero_grad(set_to_none=True)
-        feats = timed('prior on the input (no_grad)', model.sem_features, model.lq)
-        prior = lambda img: timed(c2f, model.c2f_features, img, into=inner)  # noqa: E731
-        output = timed('enhancer forward (incl. C2F prior)', model._run_net, model.net_g, model.lq, feats, prior=prior)
-        times.setdefault(c2f, []).append(sum(inner.pop(c2f, [])))
-        losses, gt = {}, model.gt
-        with model.autocast():
-            if model.cri_pix is not None:
-                losses['l_pix'] = timed('l_pix forward', model.cri_pix, output, gt)
-            if model.cri_edge is not None:
-                losses['l_edge'] = timed('l_edge forward', model.cri_edge, output, gt)
-            if model.cri_sem is not None:
-                out_logits = timed('l_sem: prior on the output (with grad)', model.seg_prior, output)['logits']
-                with torch.no_grad():
-                    gt_logits = timed('l_sem: prior on the ground truth (no_grad)', model.seg_prior, gt)['logits']
-                losses['l_sem'] = timed('l_sem: KL', model.cri_sem, out_logits, gt_logits)
-        if model.cri_clip is not None:  # as DeepSPGModel.compute_losses: autocast on CUDA only
-            with model.autocast() if dev.type == 'cuda' else nullcontext():
-                feat = timed('l_clip: CLIP image encoder forward', model.clip_prior.encode_image, output)
-            text = model.clip_prior.text_features
-            losses['l_clip'] = timed('l_clip: cosine to the cached text features', model.cri_clip, feat, text)
-        grad = torch.zeros_like(output)
-        for name, loss in losses.items():
-            step = f'{name} backward to the output'
-            grad += timed(step, torch.autograd.grad, loss.float(), output, retain_graph=True)[0]
-        timed('enhancer backward', output.backward, grad)
-        timed('optimizer step', model.optimizer_g.step)
-    return {k: v[1:] for k, v in times.items()}
+    return itertools.chain.from_iterable(itertools.repeat(loader))
 
 
 def iteration(model, batches):
@@ -292,8 +226,8 @@ def iteration(model, batches):
 PEER_OPTIONS = {'in_channels': 3, 'out_channels': 3, 'n_feat': 40, 'stage': 1, 'num_blocks': [1, 2, 2]}
 
 
-def load_peer(path, cls='RetinexFormer', options=None, seed=0):
-    """Class ``cls`` of a peer's own arch file ``path`` (imported by path, never vendored), built with
+def load_peer(path, options=None, seed=0):
+    """Class ``RetinexFormer`` of a peer's own arch file ``path`` (imported by path, never vendored), built with
     ``options`` (default :data:`PEER_OPTIONS`) and random weights of ``seed``, in eval mode."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'peer arch file not found: {path}')
@@ -302,4 +236,4 @@ def load_peer(path, cls='RetinexFormer', options=None, seed=0):
     spec.loader.exec_module(mod)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return getattr(mod, cls)(**(PEER_OPTIONS if options is None else options)).eval()
+        return mod.RetinexFormer(**(PEER_OPTIONS if options is None else options)).eval()

@@ -14,8 +14,10 @@ import sys
 import time
 import traceback
 
+from ..utils.metric_report import cpu_model
+
 #: Options that only say where a run reads or writes files: left out of the command a report records.
-WHERE_OPTIONS = ('--out', '--json', '--work', '--docs-root', '--plot', '--out-dir')
+WHERE_OPTIONS = ('--out', '--json', '--work', '--plot', '--out-dir')
 
 
 def _public_path(arg):
@@ -50,11 +52,12 @@ def sync(device):
 
 
 class Timings(dict):
-    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r``."""
+    """Times of interleaved rounds: ``t[name][r]`` is candidate ``name``'s seconds in round ``r`` (a dict of
+    lists, written to the JSON as it is, full precision: ratios can be recomputed from it)."""
 
-    def __init__(self, times):
+    def __init__(self, times, outputs=None):
         super().__init__((k, list(v)) for k, v in times.items())
-        self.outputs = {}
+        self.outputs = outputs or {}
 
     @property
     def times(self):
@@ -88,10 +91,6 @@ class Timings(dict):
         med = statistics.median(rs)
         return f'{med:.2f}x' if len(rs) == 1 else f'{med:.2f}x ({min(rs):.2f}-{max(rs):.2f})'
 
-    def to_json(self):
-        """Name -> seconds per round (full precision: ratios can be recomputed from them)."""
-        return {k: list(ts) for k, ts in self.items()}
-
 
 def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=False):
     """Time ``fns`` (name -> callable) in ``repeats`` interleaved rounds after ``warmup`` untimed
@@ -115,18 +114,7 @@ def rounds(fns, repeats, warmup=1, device=None, before_each=None, keep_outputs=F
             if keep_outputs and r == repeats - 1:
                 outputs[name] = out
             del out
-    result = Timings(times)
-    result.outputs = outputs
-    return result
-
-
-def set_threads(threads):
-    """Set torch's intra-op threads (0: torch's default); returns the count in use."""
-    import torch
-
-    if threads and threads > 0:
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
+    return Timings(times, outputs)
 
 
 def load_average():
@@ -135,14 +123,6 @@ def load_average():
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return [math.nan] * 3
-
-
-def _cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def machine_record(threads=None):
@@ -156,7 +136,7 @@ def machine_record(threads=None):
     except ImportError:
         ort = None
     return {
-        'cpu': _cpu_name(),
+        'cpu': cpu_model() or platform.processor() or platform.machine(),
         'logical_cores': os.cpu_count(),
         'system': f'{platform.system()} {platform.machine()}',
         'python': platform.python_version(),
@@ -219,9 +199,8 @@ def update_docs(blocks, docs):
 
 
 def write_json(path, data):
-    """Write ``data`` as indented JSON (NaN / inf as strings), making the folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    """Write ``data`` as indented JSON (NaN / inf as strings) atomically, making the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
@@ -232,8 +211,9 @@ def write_json(path, data):
             return [clean(x) for x in v]
         return v
 
-    with open(path, 'w', encoding='utf-8') as f:
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
         json.dump(clean(data), f, indent=1)
+    os.replace(path + '.tmp', path)
 
 
 class Report:

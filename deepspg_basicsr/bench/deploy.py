@@ -10,18 +10,15 @@ import math
 import os
 import statistics
 
-import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
-
-# isort: split
-from deepspg_basicsr.deploy.ort_backend import OrtSession
-from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
-from deepspg_basicsr.deploy.quantize import quantize_int8
-
 import torch
 
+from ..deploy.ort_backend import OrtSession
+from ..deploy.pipeline import DeepSPGPipeline
+from ..deploy.quantize import quantize_int8
 from .common import (
     PERF,
     ROOT,
+    Forward,
     build,
     demo_images,
     export_once,
@@ -32,7 +29,7 @@ from .common import (
     psnr,
     unfolded_pipeline,
 )
-from .common import SEG_CONFIGS as SEG
+from .common import SEG_PRIORS as SEG
 from .core import rounds
 
 CPU = torch.device('cpu')
@@ -46,50 +43,38 @@ PEER = 'Retinexformer LOL-v1 (torch fp32, peer network)'
 PEER_CL = 'Retinexformer LOL-v1 (torch fp32, channels_last)'
 
 
-class _PriorPass(torch.nn.Module):
-    """One prior pass of the pipeline alone (its branches' features), for the floor row."""
-
-    def __init__(self, pipe):
-        super().__init__()
-        self.pipe = pipe
-
-    def forward(self, x):
-        return tuple(self.pipe.features(x, 1.0))
-
-
-def _ort_exports(args, work, tag, net, prior, branches, variants):
-    """Export (and int8-quantise) the pipeline variants ``name -> (seg_scale, c2f_seg_scale, c2f, int8)``
-    once into ``work``; returns ``name -> path`` (``name_int8`` for the quantised ones)."""
-    paths, calib = {}, demo_images(*args.calib_size, 4)
-    for name, (s1, s2, c2f, int8) in variants.items():
-        one = copy.deepcopy(net)
-        one.c2f = c2f
-        pipe = DeepSPGPipeline(one, prior, branches, seg_scale=s1, c2f_seg_scale=s2).eval()
-        paths[name] = export_once(pipe, os.path.join(work, f'{tag}_{name}.onnx'))
-        if int8:
-            q = os.path.join(work, f'{tag}_{name}_int8.onnx')
-            paths[name + '_int8'] = made_once(q, lambda q, src=paths[name]: quantize_int8(src, q, calib), 'quantised')
-    return paths
-
-
-#: ONNX variants: name -> (seg_scale, c2f_seg_scale, C2F on, also int8).
-ORT_VARIANTS = {
-    'default': (1.0, None, True, True),
-    'seg05': (0.5, 0.5, True, True),
-    'seg05_1pass': (0.5, 0.5, False, True),
+#: The ONNX Runtime rows: name -> the exported pipeline's (seg_scale, c2f_seg_scale, C2F on, int8).
+ORT_ROWS = {
+    ORT_FP32: (1.0, None, True, False),
+    'ONNX Runtime fp32, seg_scale 0.5 (both passes)': (0.5, 0.5, True, False),
+    'ONNX Runtime int8 (static QDQ, all Conv), default': (1.0, None, True, True),
+    'ONNX Runtime int8, seg_scale 0.5 (both passes)': (0.5, 0.5, True, True),
+    'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': (0.5, 0.5, False, True),
 }
+
+
+def ort_export(work, tag, model, net, seg_scale, c2f_seg_scale, c2f, int8):
+    """The pipeline of ``model``/``net`` exported (and int8-quantised) once into ``work``; its path."""
+    one = copy.deepcopy(net)
+    one.c2f = c2f
+    pipe = DeepSPGPipeline(one, model.seg_prior, model.seg_branches, seg_scale=seg_scale, c2f_seg_scale=c2f_seg_scale)
+    path = export_once(pipe.eval(), os.path.join(work, f'{tag}_{seg_scale}_{c2f_seg_scale}_{int(c2f)}.onnx'))
+    if not int8:
+        return path
+    int8_path = path[: -len('.onnx')] + '_int8.onnx'  # calibrated on 4 demo images at 300x200
+    return made_once(int8_path, lambda q: quantize_int8(path, q, demo_images(300, 200, 4)), 'quantised')
 
 
 class LazyOrt:
     """An ONNX Runtime session made on first use (:meth:`prepare`, untimed) and dropped by
-    :meth:`release` (with the memory arena on, a dozen sessions at 1920x1080 fill 24 GiB)."""
+    :meth:`release` (with their memory arenas, a dozen sessions at 1920x1080 fill 24 GiB)."""
 
-    def __init__(self, path, threads, arena):
-        self.path, self.threads, self.arena, self.session = path, threads, arena, None
+    def __init__(self, path, threads):
+        self.path, self.threads, self.session = path, threads, None
 
     def prepare(self):
         if self.session is None:
-            self.session = OrtSession(self.path, threads=self.threads, device='cpu', memory_arena=self.arena)
+            self.session = OrtSession(self.path, threads=self.threads, device='cpu')
 
     def release(self):
         self.session = None
@@ -105,10 +90,10 @@ def release_all(configs):
         getattr(fn, 'release', lambda: None)()
 
 
-def pipeline_configs(args, work, tag, model, net, perf_model=None):
-    """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``:
-    name -> (callable x -> output (1, 3, H, W) unclamped, kind, output-preserving?)."""
-    prior, branches = model.seg_prior, model.seg_branches
+def pipeline_configs(args, work, tag, model, net, perf_model):
+    """The pipeline rows (reference, torch levers, ONNX Runtime fp32 and levers) of ``model``/``net``
+    (``perf_model``: the same weights with ``perf`` :data:`~.common.PERF`): name -> (callable x -> output
+    (1, 3, H, W) unclamped, kind, output-preserving?)."""
 
     def scaled(m, first, second, c2f=True):  # DeepSPGModel.enhance with prior.seg_scale / c2f_seg_scale
         bare = m.get_bare_model(m.net_g)
@@ -119,37 +104,20 @@ def pipeline_configs(args, work, tag, model, net, perf_model=None):
 
         return run
 
-    def bf16(fn):  # perf.amp: bf16 (autocast over the enhancer and the prior)
-        def run(x):
-            with torch.autocast('cpu', dtype=torch.bfloat16):
-                return fn(x).float()
-
-        return run
-
-    lossy = perf_model or model  # the bf16 levers: the perf model, or autocast around the model's path
-    wrap = (lambda fn: fn) if perf_model is not None else bf16
-    perf_net = lossy.get_bare_model(lossy.net_g).eval()
+    perf_net = perf_model.get_bare_model(perf_model.net_g).eval()
     levers = {
-        'torch, bf16 autocast + channels_last (perf.amp)': wrap(lambda x: lossy.enhance(perf_net, x)),
-        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': wrap(scaled(lossy, 0.5, 0.5)),
-        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': wrap(scaled(lossy, 0.5, 0.5, c2f=False)),
+        'torch, bf16 autocast + channels_last (perf.amp)': lambda x: perf_model.enhance(perf_net, x),
+        'torch, bf16 + channels_last, seg_scale 0.5 (both passes)': scaled(perf_model, 0.5, 0.5),
+        'torch, bf16 + channels_last, seg_scale 0.5, C2F off (one pass)': scaled(perf_model, 0.5, 0.5, c2f=False),
         'torch, seg_scale 0.5, c2f_seg_scale 1': scaled(model, 0.5, 1.0),
         'torch, seg_scale 0.5 (both prior passes)': scaled(model, 0.5, 0.5),
         'torch, C2F off (one pass)': lambda x: model.enhance(net, x, c2f=False),
     }
-    variants = {'default': (1.0, None, True, False)} if args.quick else ORT_VARIANTS
-    paths = _ort_exports(args, work, tag, net, prior, branches, variants)
-    ort = {  # row -> the export it runs
-        'ONNX Runtime fp32, seg_scale 0.5 (both passes)': 'seg05',
-        'ONNX Runtime int8 (static QDQ, all Conv), default': 'default_int8',
-        'ONNX Runtime int8, seg_scale 0.5 (both passes)': 'seg05_int8',
-        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)': 'seg05_1pass_int8',
-    }
-    session = lambda key: LazyOrt(paths[key], args.threads, not args.no_arena)  # noqa: E731
     configs = {REF: (lambda x: model.enhance(net, x), 'reference', True)}
     configs.update({name: (fn, 'lever', False) for name, fn in levers.items()})
-    configs[ORT_FP32] = (session('default'), 'output-preserving', True)
-    configs.update({name: (session(key), 'lever', False) for name, key in ort.items() if key in paths})
+    for name, spec in ORT_ROWS.items() if not args.quick else [(ORT_FP32, ORT_ROWS[ORT_FP32])]:
+        session = LazyOrt(ort_export(work, tag, model, net, *spec), args.threads)
+        configs[name] = (session, 'output-preserving', True) if name == ORT_FP32 else (session, 'lever', False)
     return configs
 
 
@@ -171,19 +139,21 @@ def build_configs(args, work):
     configs.update(pipeline_configs(args, work, args.seg, model, net, perf_model))
     if args.quick:  # one export (the pipeline) is enough to check the plumbing
         return configs
-    pass_ = _PriorPass(DeepSPGPipeline(net, model.seg_prior, model.seg_branches)).eval()
+    pass_ = Forward(DeepSPGPipeline(net, model.seg_prior, model.seg_branches), lambda p, x: tuple(p.features(x, 1.0)))
     names = [f'f{b}' for b in model.seg_branches]
-    path = export_once(pass_, os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
-    configs[PRIOR_PASS] = (LazyOrt(path, args.threads, not args.no_arena), 'floor', None)
+    path = export_once(pass_.eval(), os.path.join(work, f'{args.seg}_prior_pass.onnx'), output_names=names)
+    configs[PRIOR_PASS] = (LazyOrt(path, args.threads), 'floor', None)
     return configs
 
 
 def trained_configs(args, work):
     """The output-change section's rows for a trained option file + checkpoint (``--trained``)."""
-    from deepspg_basicsr.inference import DeepSPGEnhancer
+    from deepspg_basicsr.inference import DeepSPGEnhancer, load_option_file
 
-    enhancer = DeepSPGEnhancer(args.trained[0], weights=args.trained[1], device='cpu')
-    return pipeline_configs(args, work, 'trained', enhancer.model, enhancer.net.eval())
+    opt = load_option_file(args.trained[0])
+    perf_opt = dict(opt, perf=dict(opt.get('perf') or {}, **PERF))
+    fp32, perf = (DeepSPGEnhancer(o, weights=args.trained[1], device='cpu') for o in (opt, perf_opt))
+    return pipeline_configs(args, work, 'trained', fp32.model, fp32.net.eval(), perf.model)
 
 
 def measure(configs, images, repeats, warmup=True, release=False):
@@ -214,19 +184,16 @@ SMALL_ONLY_ROWS = ('torch eager, before (full HRNet backbone per prior pass, Bat
 TARGET_DB = 0.3
 
 
-def targets(results, trained_changes=None):
-    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict).
-    The PSNR changes of the second come from ``trained_changes`` where given (a trained model), else
-    from the random-weight rows."""
+def targets(results, levers, trained_changes=None):
+    """The issue's two targets at 600x400 (or the first size): rows of (target, measured, verdict). The
+    second's candidates are the rows ``levers``, their PSNR changes from ``trained_changes`` where given
+    (a trained model), else from the random-weight rows."""
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
     ratio = {k: times.ratio(k, HRNET) for k in times}
-    rows, ort, floor = [], ratio.get(ORT_FP32), 2 * ratio.get(PRIOR_PASS, math.nan)
-    if ort is not None:
-        target = (
-            f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward ({size[0]}x{size[1]})'
-        )
-        rows.append((target, f'{ort:.2f}x', 'met' if ort <= 1.0 else 'missed'))
+    ort, floor = ratio[ORT_FP32], 2 * ratio.get(PRIOR_PASS, math.nan)
+    target = f'ONNX Runtime fp32, default whole pipeline <= 1.0x one fp32 torch HRNet-W48 forward ({size[0]}x{size[1]})'
+    rows = [(target, f'{ort:.2f}x', 'met' if ort <= 1.0 else 'missed')]
     if PRIOR_PASS in ratio:
         target = 'floor of any exact (fp32, full-resolution prior) pipeline: two ONNX Runtime prior passes alone'
         verdict = 'above 1.0x: target 1 cannot be met without changing the output' if floor > 1 else ''
@@ -238,7 +205,7 @@ def targets(results, trained_changes=None):
         (f'no more than {TARGET_DB} dB worse (a gain allowed)', lambda d: d >= -TARGET_DB),
     )
     for reading, keep in readings:
-        ok = [(ratio[k], k) for k, ch in judged.items() if k in LEVERS and k in ratio and keep(ch[3])]
+        ok = [(ratio[k], k) for k, ch in judged.items() if k in levers and k in ratio and keep(ch[3])]
         if ok:
             best, name = min(ok)
             target = f'best output-changing configuration whose PSNR to the ground truth ({basis}) stays {reading}'
@@ -247,24 +214,12 @@ def targets(results, trained_changes=None):
     return rows
 
 
-#: Rows that change the output (the levers), filled by :func:`build_configs`.
-LEVERS = set()
-
-
-def report(rep, args, results, trained=None):
-    """The ``deploy`` block: one table per size, the trained model's output changes, the targets."""
+def report(rep, args, results, levers, trained=None):
+    """The ``deploy`` block: one table per size, the trained model's output changes, the targets (``levers``:
+    the rows that change the output)."""
     rep.note(
-        '**Random weights** (enhancer and prior): latencies do '
-        'not depend on them; the output changes are those of a random HRNet and a random enhancer. Whole pipeline = '
-        'prior on the input, enhancer, prior on the coarse result, decoder (C2F on, prior at full resolution unless '
-        f'said), base preset, {args.seg}. All rows of one size timed interleaved in one run (round-robin after one '
-        'warm-up); latency ratios are medians of the per-round ratios to the fp32 torch HRNet forward (backbone '
-        '+ FCN head, as MMSegmentation builds it, NCHW) timed in the same rounds. Output change: against the fp32 '
-        'torch default output, clamped to [0, 1], '
-        'on the demo test images resized to the size (PSNR in dB; `inf` = identical); ΔPSNR(GT): the change of the '
-        'PSNR against the ground truth (the demo high images resized likewise). Sizes above 1 MPixel leave out '
-        f'{len(SMALL_ONLY_ROWS)} slow row(s) and have no separate warm-up (the models were warmed at the first size).'
-        f' ONNX opset 18{"; ONNX Runtime memory arena off" if args.no_arena else ""}.'
+        f'Random weights, base preset, {args.seg}; sizes above 1 MPixel leave out {len(SMALL_ONLY_ROWS)} slow row(s) '
+        'and have no separate warm-up (the models were warmed at the first size); ONNX opset 18.'
     )
     change = ['max abs diff', 'mean abs diff', 'PSNR vs fp32 (dB)', 'ΔPSNR(GT) (dB)']
 
@@ -283,7 +238,7 @@ def report(rep, args, results, trained=None):
             f'trained enhancer); PSNR of its fp32 output against the ground truth {ref_gt:.2f} dB.'
         )
         rep.table(['configuration', *change], [[n, *cells(ch)] for n, ch in changes.items()])
-    rows = targets(results, None if trained is None else trained[2])
+    rows = targets(results, levers, None if trained is None else trained[2])
     if rows:
         rep.note('Targets:')
         rep.table(['target', 'measured', ''], rows)
@@ -338,26 +293,22 @@ def add_arguments(parser):
     parser.add_argument('--sizes', nargs='+', default=['600x400', '1920x1080'])
     parser.add_argument('--size-repeats', nargs='+', type=int, default=[3, 1], help='timed rounds per size')
     parser.add_argument('--images', nargs='+', type=int, default=[4, 1], help='images for the output change per size')
-    parser.add_argument('--calib-size', nargs=2, type=int, default=[300, 200], help='int8 calibration W H')
     parser.add_argument('--work', default='/tmp/deepspg_bench_deploy', help='exported models (reused)')
     parser.add_argument('--plot', default=os.path.join(ROOT, 'docs/figures/deploy_latency_vs_change.png'))
     parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py: its row")
     parser.add_argument('--trained', nargs=2, metavar=('OPT', 'WEIGHTS'), help='output changes of a trained model too')
-    parser.add_argument('--no-arena', action='store_true', help="ONNX Runtime's memory arena off (slower)")
-    parser.add_argument('--no-warmup', action='store_true', help='no warm-up round (first-run costs included)')
 
 
 def run(rep, args):
     if args.quick:
         args.seg, args.sizes, args.size_repeats, args.images = 'HRNet-W18-small', ['96x64'], [2], [2]
-        args.calib_size = [96, 64]
         args.work = os.path.join(args.work, 'quick')
     elif args.repeats and args.repeats != 3:
         args.size_repeats = [args.repeats] + args.size_repeats[1:]
     args.threads = args.threads or torch.get_num_threads()
     os.makedirs(args.work, exist_ok=True)
     configs = build_configs(args, args.work)
-    LEVERS.update(k for k, (_, _, preserving) in configs.items() if preserving is False)
+    levers = {k for k, (_, _, preserving) in configs.items() if preserving is False}
     sizes = [parse_size(s) for s in args.sizes]
     images = {size: demo_images(*size, max(args.images)) for size in sizes}
     truths = {size: demo_images(*size, max(args.images), 'high') for size in sizes}
@@ -368,8 +319,7 @@ def run(rep, args):
             release_all(configs)
             gc.collect()
         rows = {k: v for k, v in configs.items() if not (large and k in SMALL_ONLY_ROWS)}
-        warm = i == 0 and not args.no_warmup
-        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=warm, release=large)
+        times, outputs = measure(rows, images[size][:n_img], repeats, warmup=i == 0, release=large)
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         results[size] = (times, changes, n_img)
     trained = None
@@ -382,10 +332,10 @@ def run(rep, args):
         changes, ref_gt = output_changes(outputs, truths[size][:n_img])
         trained = (size, n_img, changes, ref_gt)
     rep.block('deploy')
-    report(rep, args, results, trained)
+    report(rep, args, results, levers, trained)
     rep.block('deploy-summary')
     summary(rep, results)
-    rep.data['sizes'] = {f'{w}x{h}': {'times': t.to_json(), 'changes': c} for (w, h), (t, c, _) in results.items()}
+    rep.data['sizes'] = {f'{w}x{h}': {'times': dict(t), 'changes': c} for (w, h), (t, c, _) in results.items()}
     if trained is not None:
         rep.data['trained'] = {'size': list(trained[0]), 'changes': trained[2], 'psnr_gt_fp32': trained[3]}
     if args.plot and not args.quick:
@@ -396,15 +346,8 @@ def summary(rep, results):
     """The short table of docs/DEPLOY.md: the default pipeline and the main levers at the first size."""
     size = (600, 400) if (600, 400) in results else next(iter(results))
     times, changes, _ = results[size]
-    keep = [
-        REF,
-        ORT_FP32,
-        'torch, bf16 autocast + channels_last (perf.amp)',
-        'ONNX Runtime int8 (static QDQ, all Conv), default',
-        'ONNX Runtime int8, seg_scale 0.5 (both passes)',
-        'ONNX Runtime int8, seg_scale 0.5, C2F off (one pass)',
-        PEER_CL,
-    ]
+    int8 = [name for name, (*_, quantised) in ORT_ROWS.items() if quantised]
+    keep = [REF, ORT_FP32, 'torch, bf16 autocast + channels_last (perf.amp)', *int8, PEER_CL]
     peer = lambda n: times.fmt_ratio(n, PEER_CL) if PEER_CL in times and n != PEER_CL else ''  # noqa: E731
     psnr_cell = lambda n: '' if changes.get(n) is None else f'{changes[n][2]:.1f}'  # noqa: E731
     rows = [[n, times.fmt(n), times.fmt_ratio(n, HRNET), peer(n), psnr_cell(n)] for n in keep if n in times]

@@ -7,21 +7,18 @@ Blocks ``inference-latency``, ``inference-levers`` and ``inference-seg-scale`` (
 import copy
 import functools
 import json
-import time
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
-from .common import CONFIGS, SEG_CONFIGS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
+from .common import CONFIGS, SEG_PRIORS, build, devices, model_options, parse_size, psnr, run_pipeline, test_image
 from .core import rounds
 
 
 def add_arguments(parser):
-    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_CONFIGS), help='prior (quick: W18-small)')
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_PRIORS), help='prior (quick: W18-small)')
     parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
-    parser.add_argument('--compile', action='store_true', help='also time torch.compile (minutes to compile)')
-    parser.add_argument('--only', nargs='+', choices=('latency', 'levers', 'seg_scale'), help='some blocks only')
 
 
 def saved_activation_mib(fn):
@@ -50,20 +47,16 @@ def run(rep, args):
     if args.quick:
         args.seg, args.size = 'HRNet-W18-small', '96x64'
     args.w, args.h = parse_size(args.size)
-    blocks = {'latency': section_latency, 'levers': section_levers, 'seg_scale': section_seg_scale}
-    for name in args.only or blocks:
-        blocks[name](rep, args)
+    for section in (section_latency, section_levers, section_seg_scale):
+        section(rep, args)
 
 
 def section_latency(rep, args):
     rep.block('inference-latency')
     rep.note(
-        'Whole pipeline = what `DeepSPGModel.test` runs: HRNet-W48 backbone on the input, the enhancer, HRNet-W48 '
-        'backbone on the coarse result, the decoder again (C2F). Configurations: '
+        'Configurations: '
         + '; '.join(f'`{k}` = `{json.dumps(v)}`' for k, v in CONFIGS.items())
-        + " (`default` is the option files' configuration). Base preset; all rows timed in the same interleaved "
-        'rounds after one warm-up; ratios are medians of the per-round ratios; the 1920x1080 rows are in the '
-        '`memory` section (one subprocess each).'
+        + " (`default` is the option files' configuration); base preset, all rows in the same rounds."
     )
     for device in devices():
         _latency_600x400(rep, args, device)
@@ -84,12 +77,8 @@ def _latency_600x400(rep, args, device):
     x = test_image(args.h, args.w).to(device)
     feats = base.sem_features(x)
 
-    def infer(fn, *args, **kwargs):
-        def call():
-            with torch.inference_mode():
-                return fn(*args, **kwargs)
-
-        return call
+    def infer(fn, *args, **kwargs):  # fn(*args, **kwargs) under inference_mode
+        return lambda: torch.inference_mode()(fn)(*args, **kwargs)
 
     fast_prior, fast_x = models['perf'].seg_prior, x.contiguous(memory_format=torch.channels_last)
     fns = {
@@ -111,7 +100,7 @@ def _latency_600x400(rep, args, device):
     ref = 'HRNet-W48 forward (backbone + head)'
     rows = [[device.type, name.replace('HRNet-W48', args.seg), t.fmt(name), t.fmt_ratio(name, ref)] for name in t]
     rep.table(['device', f'what ({args.w}x{args.h})', 'latency', f'vs {args.seg} forward'], rows)
-    rep.data.setdefault('latency', {})[device.type] = t.to_json()
+    rep.data.setdefault('latency', {})[device.type] = dict(t)
 
 
 # ---- levers ---------------------------------------------------------------------------------------
@@ -127,13 +116,7 @@ def section_levers(rep, args):
     h, w = args.h, args.w
     x = test_image(h, w)
     rep.block('inference-levers')
-    rep.note(
-        f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}. Variants are timed interleaved '
-        f'(round-robin after one warm-up each); medians of {n}, (min-max) in brackets. "Saved for backward" sums '
-        'the distinct tensors autograd keeps for the backward pass (`torch.autograd.graph.saved_tensors_hooks`), '
-        "a deterministic measure of a graph's memory. The `no_grad` / `inference_mode` rows are in the latency "
-        'table above.'
-    )
+    rep.note(f'Input 1x3x{h}x{w} (a demo test image resized), base preset, {args.seg}; medians of {n} rounds.')
     model = build(model_options(args.seg))
     net, prior = model.net_g.eval(), model.seg_prior
     feats = model.sem_features(x)
@@ -150,18 +133,11 @@ def section_levers(rep, args):
     before = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features, coarse_grad=True))
     after = saved_activation_mib(lambda: net(x, feats, prior=model.c2f_features))
     net.eval()
-    rows.append(['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''])
-    rows.append(
-        ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}']
-    )
+    rows += [
+        ['enhancer + C2F, coarse decoder with a graph (before)', f'{before:.0f}', ''],
+        ['enhancer + C2F, coarse decoder without (after, default)', f'{after:.0f}', f'-{1 - after / before:.0%}'],
+    ]
     rep.table(['training forward', 'saved for backward (MiB)', 'note'], rows)
-    rep.note(
-        "The priors' weights are frozen, so a prior pass on an input that needs no gradient (lq, gt) builds no "
-        'graph even outside `no_grad`: there `no_grad` is a guarantee, not a saving. The graph that was not needed '
-        'was the C2F coarse pass: its output reaches the result only through the prior under `no_grad`, so no '
-        'gradient can flow back through it. It now runs without a graph (`DeepSPG.forward(coarse_grad=False)`); '
-        'output and gradients are bit-identical (tests/test_perf_levers.py).'
-    )
 
     rep.note('### 2. Prior passes and the C2F pass')
     calls = []
@@ -183,12 +159,7 @@ def section_levers(rep, args):
     rep.timings(['enhancer + C2F incl. its prior pass, no_grad', 'latency'], t)
     rep.note(
         f'Prior passes per image at inference: {len(calls)} (the input; the coarse result, for C2F), both '
-        'backbone-only (`return_logits=False`; the decode head runs only for the semantic loss; compare the first '
-        'two rows of the latency table). Per training iteration: 4 (input; coarse result; output, with grad, for '
-        'the semantic loss; ground truth, no grad). None can be shared: each sees a different image, and the C2F '
-        'features are needed to compute the output that the loss then segments. The input features are computed '
-        'once per batch and serve all three SEM scales. The C2F pass reuses the illumination estimate and the '
-        'encoder (only the decoder sees the prior): output identical (asserted).'
+        'backbone-only (`return_logits=False`); C2F output identical to two full passes (asserted).'
     )
 
     rep.note('### 3. Cached CLIP text embeddings')
@@ -216,49 +187,13 @@ def section_levers(rep, args):
         rows += [[part, fmt, amp, t.fmt((fmt, amp)), t.fmt_ratio((fmt, amp), ('NCHW', 'fp32'))] for fmt, amp in t]
         del copies
     rep.table(['part (no_grad)', 'memory format', 'precision', 'latency', 'time vs NCHW fp32'], rows)
-    rep.note(
-        'Agreement (tests/test_perf_levers.py): channels_last within 1e-5 of NCHW in fp32 (enhancer, prior, and the '
-        'whole model); bf16 within the PSNR tolerance stated there. Both levers help both parts, and most '
-        'together, hence the `perf` configuration.'
-    )
-
-    if args.compile:
-        from deepspg_basicsr.archs.deepspg_arch import DeepSPG
-
-        rep.note('### 6. torch.compile (enhancer, inductor)')
-        eager = DeepSPG().eval()
-        compiled = copy.deepcopy(eager)
-        compiled.compile()
-        fns = {
-            name: (lambda m=m: _nograd(lambda: m(x, feats))) for name, m in (('eager', eager), ('compiled', compiled))
-        }
-        start = time.perf_counter()
-        out = fns['compiled']()
-        compile_s = time.perf_counter() - start
-        diff = (out - fns['eager']()).abs().max().item()
-        t = rounds(fns, n)
-        rep.timings(['DeepSPG base, one pass, fp32, no_grad', 'latency'], t)
-        speedup = 1 / t.ratio('compiled', 'eager')
-        rep.note(
-            f"First call (compilation) {compile_s:.0f} s (after a hit in inductor's on-disk cache, if an earlier "
-            'run compiled the same graph; a cold compile took about 3 minutes on a 2-core CPU); '
-            f'max |compiled - eager| {diff:.1e}; steady-state speed-up '
-            f'{speedup:.2f}x. Every new input size recompiles (or use `perf.compile: {{dynamic: true}}`), so it '
-            'pays off only for long runs at a fixed size (training crops); off by default.'
-        )
 
 
 # ---- seg_scale ------------------------------------------------------------------------------------
 def section_seg_scale(rep, args):
     h, w = args.h, args.w
     rep.block('inference-seg-scale')
-    rep.note(
-        f'Input 1x3x{h}x{w} (a demo test image resized), {args.seg} and the base enhancer with **random weights**: '
-        'the fidelity figures say how much the features change, not how much a trained network would care. '
-        "Features at reduced scale are resized (bilinear) to the full-scale features' size and compared per "
-        'branch: cosine similarity over channels (mean over pixels) and relative L2 `|f_s - f_1| / |f_1|`. Output '
-        "PSNR is against the default (full-scale) pipeline's output, same weights, fp32."
-    )
+    rep.note(f'Input 1x3x{h}x{w} (a demo test image resized), {args.seg} and the base enhancer, random weights.')
     model = build(model_options(args.seg))
     x = test_image(h, w)
     full_feats = model.sem_features(x, 1.0)
@@ -286,10 +221,4 @@ def section_seg_scale(rep, args):
             'C2F pass only (`c2f_seg_scale`)',
         ],
         rows,
-    )
-    rep.note(
-        '`seg_scale: 1.0` runs exactly the default path (no resize; tested identical). With C2F the final '
-        "decoder sees only the C2F pass's features; the first pass's features reach the output only through the "
-        'coarse image the C2F prior looks at. So reducing the first pass only (`seg_scale: 0.5, c2f_seg_scale: 1`) '
-        'moves the output least, and that is what `fast` does.'
     )

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -19,7 +18,6 @@ TILING_MODES = ('baseline', 'untiled', 'tiled', 'untiled-global', 'tiled-global'
 
 
 def add_arguments(parser):
-    parser.add_argument('--big', default='3840x2160', help='WxH of the tiled pipeline case (quick: 320x240)')
     parser.add_argument('--hd', action='store_true', help='also the 1920x1080 untiled cases (minutes each on 2 cores)')
     parser.add_argument('--tiling-size', default='1500x1000', help='WxH of the tiling block (quick: 192x128)')
     parser.add_argument('--tile', type=int, default=512, help='tile of the tiling block (quick: 64)')
@@ -49,24 +47,18 @@ def fmt_peak(result):
 
 
 def _case_fn(spec, device):
-    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s)
-    on the random-weight model (``pipeline``) or on ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
+    """One case's callable: the prior or the enhancer alone, or the inference core (``deepspg-enhance``'s) on the
+    random-weight model of ``spec['seg']`` (``pipeline``) or of ``spec['opt']`` in ``spec['mode']`` (``enhance``)."""
     from deepspg_basicsr.inference import DeepSPGEnhancer
     from deepspg_basicsr.priors import SegmentationPrior
 
     import torch
 
-    from .common import CONFIGS, SEG_CONFIGS, build, model_options
+    from .common import CONFIGS, SEG_PRIORS, build, model_options
 
     kind = spec['kind']
-    if kind == 'enhance':
-        mode = spec['mode']
-        tile = 0 if mode.startswith('untiled') else spec['tile']
-        options = dict(tile=tile, overlap=spec['overlap'], prior_global=mode.endswith('global'), prior_size=1024)
-        enhancer = DeepSPGEnhancer(spec['opt'], random_weights=True, device=device, **options)
-        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
     if kind == 'prior':
-        prior, grad = SegmentationPrior(SEG_CONFIGS[spec['seg']][0]).to(device), spec.get('grad', False)
+        prior, grad = SegmentationPrior(SEG_PRIORS[spec['seg']].seg_config).to(device), spec.get('grad', False)
 
         def fn(x):
             with torch.set_grad_enabled(grad):
@@ -76,10 +68,16 @@ def _case_fn(spec, device):
             return out
 
         return fn
-    model = build(model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')]), device)
-    if kind == 'pipeline':  # whole or in tiles
-        enhancer = DeepSPGEnhancer.from_model(model, tile=spec.get('tile', 0), overlap=32)
-        return lambda x: enhancer.enhance_tensor(x)['out']
+    opt = spec.get('opt') or model_options(spec['seg'], extra=CONFIGS[spec.get('config', 'default')])
+    if kind in ('enhance', 'pipeline'):  # the whole pipeline, whole or in tiles
+        mode = spec.get('mode', 'tiled' if spec.get('tile') else 'untiled')
+        tile = 0 if mode.startswith('untiled') else spec['tile']
+        options = dict(
+            tile=tile, overlap=spec.get('overlap', 32), prior_global=mode.endswith('global'), prior_size=1024
+        )
+        enhancer = DeepSPGEnhancer(opt, random_weights=True, device=device, **options)
+        return lambda x: None if mode == 'baseline' else enhancer.enhance_tensor(x)['out']
+    model = build(opt, device)
 
     def fn(x):  # the enhancer alone, one pass
         with torch.inference_mode():
@@ -93,7 +91,8 @@ def worker(spec):
     """Run one case in this (fresh) process; print ``RESULT {json}``."""
     import torch
 
-    from .common import peak_rss_mib, sync, test_image
+    from .common import peak_rss_mib, test_image
+    from .core import rounds
 
     torch.set_num_threads(spec['threads'])
     device = torch.device(spec.get('device', 'cpu'))
@@ -105,14 +104,9 @@ def worker(spec):
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     before = peak_rss_mib()
-    times, out = [], None
-    for _ in range(spec.get('runs', 1)):
-        sync(device)
-        start = time.perf_counter()
-        out = fn(x)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    result = {'rss_before_mib': before, 'peak_rss_mib': peak_rss_mib(), 'times': times}
+    t = rounds({'case': lambda: fn(x)}, spec.get('runs', 1), warmup=0, device=device, keep_outputs=True)
+    out = t.outputs['case']
+    result = {'rss_before_mib': before, 'peak_rss_mib': peak_rss_mib(), 'times': t['case']}
     if device.type == 'cuda':
         result['cuda_peak_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
     if spec.get('save') and out is not None:
@@ -144,13 +138,13 @@ def compare(path_a, path_b):
 
 
 def run(rep, args):
-    from .common import devices, parse_size
+    from .common import devices
 
     if args.quick:
-        args.big, args.tiling_size, args.tile, args.overlap = '320x240', '192x128', 64, 16
+        args.tiling_size, args.tile, args.overlap = '192x128', 64, 16
     seg = 'HRNet-W18-small' if args.quick else 'HRNet-W48'
     small = [64, 96] if args.quick else [400, 600]
-    bw, bh = parse_size(args.big)
+    bw, bh = (320, 240) if args.quick else (3840, 2160)  # the tiled case: a 4K image
     cases = [
         (f'{seg} forward, no_grad', {'kind': 'prior', 'size': small}),
         (f'{seg} forward + backward to the input', {'kind': 'prior', 'size': small, 'grad': True}),
@@ -179,10 +173,7 @@ def run(rep, args):
             rows.append([device.type, f'{w}x{h}', name, peak, over, f'{res["times"][0]:.1f} s', target])
             rep.data.setdefault('cases', {})[f'{device.type} {w}x{h} {name}'] = res
     rep.block('memory')
-    rep.note(
-        f'Each case in a fresh process, {seg} prior, base preset. The tiled case enhances a synthetic dim image with '
-        '`DeepSPGEnhancer(tile=512, overlap=32)` (`tiled_forward`, tiles aligned to 4), the whole pipeline on a tile.'
-    )
+    rep.note(f'{seg} prior, base preset.')
     rep.table(['device', 'size', 'case', 'peak (MiB)', 'over post-build peak (MiB)', 'time', 'target'], rows)
     _tiling(rep, args)
 
@@ -204,12 +195,7 @@ def _tiling(rep, args):
             worst, mean = compare(*(os.path.join(folder, f'{m}{suffix}.npy') for m in ('tiled', 'untiled')))
             diffs.append([f'tiled{suffix} vs untiled{suffix}', f'{worst:.1e}', f'{mean:.1e}'])
     rep.block('memory-tiling')
-    rep.note(
-        f"`{args.opt}` with random weights, `DeepSPGEnhancer.enhance_tensor` (`deepspg-enhance`'s core) on a "
-        f'synthetic dim {w}x{h} image, '
-        f'tile {args.tile}, overlap {args.overlap}, `--prior-size 1024` for the global modes; each mode in its own '
-        'process.'
-    )
+    rep.note(f'`{args.opt}`, random weights, a synthetic dim {w}x{h} image, tile {args.tile}, overlap {args.overlap}.')
     rep.table(['mode', 'peak RSS (MiB)', 'above the post-build peak (MiB)', 'enhance (wall)'], rows)
     rep.table(['comparison (outputs clamped to [0, 1])', 'max abs difference', 'mean abs difference'], diffs)
     rep.data['tiling'] = {'results': results, 'differences': diffs}

@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from .common import SEG_CONFIGS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
+from .common import SEG_PRIORS, build, export_once, load_peer, model_options, parse_size, test_image, unfolded_pipeline
 from .core import rounds
 
 #: Row names (the JSON keys).
@@ -26,9 +26,8 @@ HALF_PRIOR = 'DeepSPG pipeline, prior at half resolution (fp32, prior.seg_scale 
 
 def add_arguments(parser):
     parser.add_argument('--retinexformer', metavar='FILE', help="Retinexformer's RetinexFormer_arch.py (needs einops)")
-    parser.add_argument('--peer-class', default='RetinexFormer', help='class name in that file')
     parser.add_argument('--size', default='600x400', help='WxH (quick: 96x64)')
-    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_CONFIGS), help='prior (quick: W18-small)')
+    parser.add_argument('--seg', default='HRNet-W48', choices=sorted(SEG_PRIORS), help='prior (quick: W18-small)')
     parser.add_argument('--ort', action='store_true', help='also ONNX Runtime fp32 (exports once into --work)')
     parser.add_argument('--no-raw', action='store_true', help='leave out the raw (unfolded, NCHW) row')
     parser.add_argument('--lossy', action='store_true', help='also the lossy configuration (bf16, half prior)')
@@ -40,7 +39,7 @@ def candidates(args, x):
     """Name -> (callable, what the timed call contains)."""
     from deepspg_basicsr.deploy.pipeline import DeepSPGPipeline
 
-    peer = load_peer(args.retinexformer, args.peer_class)
+    peer = load_peer(args.retinexformer)
     peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     model = build(model_options(args.seg), torch.device('cpu'))  # defaults: BN folded, channels-last prior
@@ -87,10 +86,7 @@ def run(rep, args):
     layout = 'channels-last' if fast == PEER_CL else 'NCHW'
     rep.block('peer')
     rep.note(
-        f'{w}x{h}, random weights, base preset, {args.seg} prior; every row timed in the same {args.repeats} '
-        'interleaved rounds after one warm-up, under `torch.inference_mode`. Ratios: median of the per-round '
-        f"ratios (spread over the rounds), to the peer's faster layout ({layout}"
-        ' here) and to its NCHW run.'
+        f'{w}x{h}, random weights, base preset, {args.seg} prior, {args.repeats} rounds; faster peer layout: {layout}.'
     )
     rows = []
     for name, (_, what) in cands.items():
@@ -99,4 +95,4 @@ def run(rep, args):
         rows.append([name, what, t.fmt(name), vs_fast, vs_nchw])
     rep.table(['row', 'inside the timed call', 'latency', 'vs the peer, faster layout', 'vs the peer, NCHW'], rows)
     ratios = {k: {'vs_fast': t.ratio(k, fast), 'vs_nchw': t.ratio(k, PEER_NCHW)} for k in cands}
-    rep.data.update(times=t.to_json(), faster_peer_layout=fast, ratios=ratios, size=[w, h], seg=args.seg)
+    rep.data.update(times=dict(t), faster_peer_layout=fast, ratios=ratios, size=[w, h], seg=args.seg)

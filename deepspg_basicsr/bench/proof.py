@@ -1,71 +1,41 @@
 """Does SEM turn what a segmentation prior knows into better enhancement of unseen photos?
 
-DeepSPG networks are trained with the same seed, the same batches and the same budget, differing only
-in where the SEM features come from (``prior.source``, see
-:class:`~deepspg_basicsr.models.deepspg_model.DeepSPGModel`) or in one switch:
-
-* ``no semantics``: ``network_g.use_semantics: false`` (no SEM at all);
-* ``input (default)``: the prior on the low-light input (the deployable setting);
-* ``gt (oracle)``: the prior on the ground truth: features of a prior that *knows the answer*;
-* ``shuffled (control)``: the prior on the ground truth of another image of the batch: the same kind
-  of features, carrying nothing about this image;
-* ``published SEM, input``: the prior on the input, SEM as published (``sem_spatial: false``);
-* ``input + semantic KL`` / ``no semantics + semantic KL``: the semantic KL loss on (item 4);
-* ``Retinexformer (peer)``: Retinexformer's LOL-v1 network (``--retinexformer FILE``, its own
-  ``RetinexFormer_arch.py``, never part of this project) trained the same way: same batches, losses,
-  optimiser and budget, padded to a multiple of 8 and cropped back.
-
-Every network is evaluated on whole *unseen* test photos (``eval15``) with features from its own
-source (the oracle: each photo's ground truth; the control: the next photo's), PSNR / SSIM / GT-mean
-PSNR; the input-prior networks also with the inference levers (prior at half resolution, no C2F pass).
-Each (variant, seed) is one job whose result is a JSON file in ``--out``: jobs already there are not
-rerun (a run that dies resumes), and ``--shard i/n`` splits the jobs between processes.
-
-Priors (``--prior``): ``espnetv2-pascal`` (default; the published ESPNetv2 PASCAL VOC checkpoint, which
-ships with the package, or ``--seg-checkpoint``), ``espnetv2-city`` (its Cityscapes sibling), ``demo``
-(``options/train_DeepSPG_random_prior_demo.yml``'s HRNet-W18-small with RANDOM weights, the first proof's
-setting). The ESPNetv2 presets are entries of :data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`.
-
-Section ``proof`` of ``deepspg-bench`` (block ``proof``); ``scripts/semantic_proof.py`` runs it with one
-thread by default. ``--quick``: the demo data, the demo's random prior, 10 iterations, no semantics against
-the oracle (a check that the machinery runs). Usage::
-
-    python datasets/make_photo_pairs.py                    # the real-photo pairs (docs/DATA.md)
-    deepspg-bench proof --threads 1                        # everything, one process
-    deepspg-bench proof --threads 1 --shard 0/2 &  deepspg-bench proof --threads 1 --shard 1/2   # two processes
-    deepspg-bench proof --report-only --write-docs         # the tables from the jobs' files, into the docs
+DeepSPG networks are trained with the same seed, batches and budget, differing only in where the SEM
+features come from (``prior.source``) or in one switch (:data:`VARIANTS`); Retinexformer's LOL-v1 network
+(``--retinexformer FILE``, its own arch file, never part of this project) is trained the same way. Each is
+evaluated on whole *unseen* test photos with features from its own source (PSNR / SSIM / GT-mean PSNR),
+the input-prior networks also with the inference levers. Each (variant, seed) is one job whose result is a
+JSON file in ``--work``: jobs already there are not rerun, and ``--shard i/n`` splits the jobs between
+processes. Priors (``--prior``): entries of :data:`deepspg_basicsr.weights.KNOWN_WEIGHTS`, or ``demo`` (the
+random-prior demo's). Section ``proof`` of ``deepspg-bench``; ``scripts/semantic_proof.py`` runs it with one
+thread by default; ``--quick``: the demo data and prior, 10 iterations (a check that the machinery runs).
+The method, the commands and the results: docs/DEEPSPG.md.
 """
 
 import copy
 import glob
 import json
 import os
-import platform
 import random
 import time
-
-import deepspg_basicsr  # noqa: F401  (shims + registration before basicsr)
-
-# isort: split
-from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
 
 import numpy as np
 import torch
 import yaml
 from basicsr.utils import tensor2img
 
+from ..metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
+from ..utils.checkpoint import atomic_torch_save
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
+from .core import write_json
 from .proof_analysis import analyse
 
 #: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
 PHOTO_ROOT = os.path.join(ROOT, 'datasets', 'photos', 'LOL-v1')
-#: Prior presets: (option sections merged into the demo's, known weights name or None for random weights).
-PRIORS = {
-    'demo': ({}, None),
-    **{name: (KNOWN_WEIGHTS[name].option_fragment(), name) for name in ('espnetv2-pascal', 'espnetv2-city')},
-}
+#: Prior presets: ``demo`` (the demo's random prior as it is) and known weights names.
+PRIORS = ('demo', 'espnetv2-pascal', 'espnetv2-city')
 KL = {'semantic_opt': {'type': 'SemanticKLLoss', 'loss_weight': 0.01, 'temperature': 1.0}}
 #: Variant -> (option sections merged into the proof's, source of the SEM features at evaluation).
 VARIANTS = {
@@ -109,12 +79,11 @@ def register_peer(path):
 LEVERS = {'prior at 0.5x': ({'seg_scale': 0.5}, True), 'no C2F pass': ({}, False)}
 
 
-def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
-    """The demo's training options for ``iters`` iterations, as a dict ready for ``build_model``.
+def proof_options(iters, extra=None, network=None, prior='demo', seg_checkpoint=None, data=None):
+    """The demo's training options for ``iters`` iterations (pixel + edge losses), ready for ``build_model``.
 
     Args:
         iters (int): Training iterations (also the cosine schedule's period).
-        all_losses (bool): Keep the demo's semantic KL and CLIP losses (else pixel + edge).
         extra (dict | None): Sections merged one level deep (``network_g``, ``prior``, ``train``).
         network (dict | None): ``network_g`` entries overriding the demo's (e.g. a smaller width).
         prior (str): A key of :data:`PRIORS`.
@@ -124,17 +93,12 @@ def proof_options(iters, all_losses=False, extra=None, network=None, prior='demo
     with open(DEMO_OPT) as f:
         opt = yaml.safe_load(f)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, path={})
-    if not all_losses:
-        opt['train'].pop('semantic_opt', None)
-        opt['train'].pop('clip_opt', None)
-    sections, weights = PRIORS[prior]
-    if weights is not None:
-        sections = copy.deepcopy(sections)
-        sections['prior']['seg_checkpoint'] = seg_checkpoint or weights
-    for section, values in [*copy.deepcopy(sections).items(), ('network_g', network or {})]:
-        opt.setdefault(section, {}).update(values)
-    for section, values in copy.deepcopy(extra or {}).items():
-        opt.setdefault(section, {}).update(values)
+    opt['train'].pop('semantic_opt', None)
+    opt['train'].pop('clip_opt', None)
+    if prior != 'demo':
+        fragment = KNOWN_WEIGHTS[prior].option_fragment()
+        opt = merge_sections(opt, merge_sections(fragment, {'prior': {'seg_checkpoint': seg_checkpoint or prior}}))
+    opt = merge_sections(merge_sections(opt, {'network_g': network or {}}), extra)
     # the iterations, crop and batch are the proof's, whatever the merged sections say
     opt['datasets']['train'].update(data or {})
     train = opt['train']
@@ -170,13 +134,9 @@ def training_batches(root, gt_size, batch, seed, dataset=None):
 
 
 def validation_root(root, count, dest):
-    """A data root under ``dest`` that holds out ``count`` of ``root``'s training photos for validation.
-
-    ``our485`` keeps the other training photos and ``eval15`` holds the ``count`` held-out ones (every
-    ``len / count``-th photo in name order, so the choice does not depend on a seed); both are links to
-    ``root``'s files. The unseen test photos of ``root`` are not used at all: settings are chosen on this
-    split and the unseen photos reported once for the final choice.
-    """
+    """A data root under ``dest`` whose ``eval15`` holds out ``count`` of ``root``'s training photos (every
+    ``len / count``-th in name order, no seed) and whose ``our485`` keeps the others, both links to ``root``'s
+    files (``--val``: settings are chosen there, the unseen photos reported once)."""
     names = sorted(os.listdir(os.path.join(root, 'our485', 'low')))
     if not 0 < count < len(names):
         raise SystemExit(f'--val {count}: needs 0 < count < {len(names)} (the training photos under {root})')
@@ -217,17 +177,11 @@ def train(opt, batches, seed):
 
 
 def evaluate(model, pairs, source, prior_opt=None, c2f=True, outputs=None):
-    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on
-    ``pairs`` with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as
-    ``test`` runs it, C2F included), ``gt`` (each image's ground truth), ``shuffled`` (the next
-    image's ground truth).
-
-    Args:
-        prior_opt (dict | None): ``prior`` options set for this evaluation only (e.g.
-            ``{'seg_scale': 0.5}``).
-        c2f (bool): Allow the coarse-to-fine pass (sources ``input`` / ``none``).
-        outputs (list | None): When given, each output is appended to it (uint8 RGB, (H, W, 3)).
-    """
+    """Mean PSNR, SSIM and GT-mean PSNR (the project's metrics on uint8 images) of ``model`` on ``pairs``
+    with the SEM features of ``source``: ``input`` / ``none`` (the model's own path, as ``test`` runs it;
+    ``c2f``: the coarse-to-fine pass allowed), ``gt`` (each image's ground truth), ``shuffled`` (the next
+    image's). ``prior_opt``: ``prior`` options for this evaluation only (e.g. ``{'seg_scale': 0.5}``);
+    ``outputs``: a list each output is appended to (uint8 RGB, (H, W, 3))."""
     net = model.net_g
     was_training = net.training
     net.eval()
@@ -292,45 +246,29 @@ def merge_sections(base, extra):
     return out
 
 
-def job_options(
-    name, iters, options=None, all_losses=False, network=None, prior='demo', seg_checkpoint=None, data=None
-):
+def job_options(name, iters, options=None, **kw):
     """The options of variant ``name``'s job and the source of its SEM features at evaluation: ``options``
-    (``--options``) merged before the variant's own switch; the peer takes their ``train`` section only and
-    its own network."""
+    (``--options``) merged before the variant's own switch (the peer takes their ``train`` and ``datasets``
+    sections only, and its own network); ``kw``: :func:`proof_options`' other keywords."""
     sections = ('train', 'datasets') if name == PEER else ('network_g', 'prior', 'train', 'datasets')
     options = {k: v for k, v in (options or {}).items() if k in sections}  # a whole option file may be given
     extra, source = VARIANTS[name] if name != PEER else ({}, 'none')
-    opt = proof_options(iters, all_losses, merge_sections(options, extra), network, prior, seg_checkpoint, data)
+    opt = proof_options(iters, extra=merge_sections(options, extra), **kw)
     if name == PEER:
         opt['network_g'] = dict(PEER_OPTIONS, type=PEER_ARCH)
     return opt, source
 
 
-def run_job(
-    name,
-    seed,
-    root,
-    iters,
-    prior='demo',
-    seg_checkpoint=None,
-    data=None,
-    network=None,
-    all_losses=False,
-    save=None,
-    options=None,
-    levers=True,
-):
-    """Train variant ``name`` with ``seed`` and evaluate it. Returns its result dict (see :func:`run_proof`);
-    ``save``: also write the trained enhancer's weights there (``{'params': state_dict}``); ``options``:
-    sections merged into every variant's options before the variant's own switch (``--options``; the peer
-    takes its ``train`` section only); ``levers``: also evaluate the inference levers."""
-    opt, source = job_options(name, iters, options, all_losses, network, prior, seg_checkpoint, data)
+def run_job(name, seed, root, iters, save=None, levers=True, **options):
+    """Train variant ``name`` with ``seed`` (``options``: :func:`job_options`' keywords) and evaluate it, with the
+    inference levers unless not ``levers``; its result dict (see :func:`run_proof`). ``save``: also write the
+    trained enhancer's weights there (``{'params': state_dict}``)."""
+    opt, source = job_options(name, iters, **options)
     train_data = opt['datasets']['train']
     batches = training_batches(root, train_data['gt_size'], train_data['batch_size_per_gpu'], seed, train_data)
     model, l_pix, seconds = train(opt, batches, seed)
     if save:
-        torch.save({'params': model.net_g.state_dict()}, save)
+        atomic_torch_save({'params': model.net_g.state_dict()}, save)
     pairs = test_pairs(root)
     row = {
         'variant': name,
@@ -347,7 +285,7 @@ def run_job(
     return row
 
 
-def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None, variants=None, log=print, **kw):
+def run_proof(root=DEMO_ROOT, iters=200, seed=0, network=None, variants=None, log=print, **kw):
     """Train and evaluate ``variants`` (default: :data:`MAIN_VARIANTS`) with one seed.
 
     Returns:
@@ -359,7 +297,7 @@ def run_proof(root=DEMO_ROOT, iters=200, seed=0, all_losses=False, network=None,
     """
     results = {'input_psnr': input_psnr(root)}
     for name in variants or MAIN_VARIANTS:
-        results[name] = run_job(name, seed, root, iters, network=network, all_losses=all_losses, **kw)
+        results[name] = run_job(name, seed, root, iters, network=network, **kw)
         log(f'[{name}: {json.dumps(results[name])}]')
     return results
 
@@ -368,8 +306,15 @@ def input_psnr(root):
     return float(np.mean([calculate_psnr_llie(tensor2img(lq), tensor2img(gt)) for _, lq, gt in test_pairs(root)]))
 
 
-def _slug(name):
-    return ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+def _job_path(out, name, seed):
+    """The JSON file of job (``name``, ``seed``) in ``out`` (``seed`` ``*``: a glob pattern)."""
+    slug = ''.join(c if c.isalnum() else '_' for c in name).strip('_')
+    return os.path.join(out, f'{slug}_seed{seed}.json')
+
+
+def _read_job(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def _mean_std(values):
@@ -381,70 +326,49 @@ def _fmt(values, digits=2):
     return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
+def _paired(by, name):
+    """PSNR differences of ``name``'s jobs to ``no semantics``' of the same seed."""
+    base, runs = by.get('no semantics', {}), by.get(name, {})
+    return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
+
+
+#: The main table's measures: header, value of one job, digits.
+MEASURES = (
+    ('unseen PSNR (dB)', lambda r: r['test']['psnr'], 2),
+    ('unseen SSIM', lambda r: r['test']['ssim'], 3),
+    ('unseen GT-mean PSNR (dB)', lambda r: r['test']['psnr_gt_mean'], 2),
+    ('10 training photos PSNR (dB)', lambda r: r['train_subset']['psnr'], 2),
+)
+
+
 def report(rep, rows, args, input_db):
     """Markdown tables (means ± std over seeds) and the targets, from the jobs' dicts."""
     by = {}
     for r in rows:
         by.setdefault(r['variant'], {})[r['seed']] = r
-    seeds = sorted({r['seed'] for r in rows})
-    base = by.get('no semantics', {})
-    rep(
-        f'- command: `{args.command}`; machine: {platform.machine()}, {os.cpu_count()} logical cores, '
-        f'torch {torch.__version__}, {args.threads} thread(s) per process; data `{os.path.relpath(args.root, ROOT)}` '
-        f'({len(os.listdir(os.path.join(args.root, "eval15", "low")))} unseen test photos, whole images); '
-        f'seeds {seeds}; {args.iters} iterations, '
+    rep.note(
+        f'- data `{os.path.relpath(args.root, ROOT)}` ({len(os.listdir(os.path.join(args.root, "eval15", "low")))} '
+        f'unseen test photos, whole images); seeds {sorted({r["seed"] for r in rows})}; {args.iters} iterations, '
         f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}; pixel + edge losses unless named; prior '
         f'`{args.prior}`; the test inputs themselves: {input_db:.2f} dB'
     )
-    rep()
     table = []
-    for name in [*VARIANTS, PEER]:
-        runs = by.get(name)
-        if not runs:
-            continue
-        common = [s for s in runs if s in base]
-        delta = (
-            _fmt([runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in common])
-            if common and name != 'no semantics'
-            else ''
-        )
-        vals = list(runs.values())
-        table.append(
-            [
-                name,
-                len(vals),
-                _fmt([r['test']['psnr'] for r in vals]),
-                delta,
-                _fmt([r['test']['ssim'] for r in vals], 3),
-                _fmt([r['test']['psnr_gt_mean'] for r in vals]),
-                _fmt([r['train_subset']['psnr'] for r in vals]),
-                f'{np.mean([r["s_per_iter"] for r in vals]):.2f}',
-            ]
-        )
-    rep.table(
-        [
-            'variant',
-            'seeds',
-            'unseen PSNR (dB)',
-            'vs no semantics (paired by seed)',
-            'unseen SSIM',
-            'unseen GT-mean PSNR (dB)',
-            '10 training photos PSNR (dB)',
-            's / iteration',
-        ],
-        table,
-    )
+    for name in [n for n in [*VARIANTS, PEER] if by.get(n)]:
+        vals, paired = list(by[name].values()), _paired(by, name)
+        cells = [_fmt([get(r) for r in vals], digits) for _, get, digits in MEASURES]
+        delta = _fmt(paired) if paired and name != 'no semantics' else ''
+        table.append([name, len(vals), cells[0], delta, *cells[1:], f'{np.mean([r["s_per_iter"] for r in vals]):.2f}'])
+    headers = [m[0] for m in MEASURES]
+    headers.insert(1, 'vs no semantics (paired by seed)')
+    rep.table(['variant', 'seeds', *headers, 's / iteration'], table)
     lever_rows = []
     for name, runs in by.items():
-        names = sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str)
-        for lever in names:
-            vals = [r['levers'][lever] for r in runs.values() if lever in r.get('levers', {})]
-            if vals:
-                full = [r['test']['psnr'] for r in runs.values() if lever in r.get('levers', {})]
-                change = _fmt([v['psnr'] - f for v, f in zip(vals, full)])
-                lever_rows.append(
-                    [name, lever, _fmt([v['psnr'] for v in vals]), change, _fmt([v['ssim'] for v in vals], 3)]
-                )
+        for lever in sorted({lever for r in runs.values() for lever in r.get('levers', {})}, key=str):
+            with_lever = [r for r in runs.values() if lever in r.get('levers', {})]
+            vals = [r['levers'][lever] for r in with_lever]
+            change = _fmt([v['psnr'] - r['test']['psnr'] for v, r in zip(vals, with_lever)])
+            psnr, ssim = _fmt([v['psnr'] for v in vals]), _fmt([v['ssim'] for v in vals], 3)
+            lever_rows.append([name, lever, psnr, change, ssim])
     if lever_rows:
         rep.table(['network', 'inference lever', 'unseen PSNR (dB)', 'change (dB)', 'unseen SSIM'], lever_rows)
     for line in targets(by):
@@ -453,14 +377,8 @@ def report(rep, rows, args, input_db):
 
 def targets(by):
     """The issue's targets as lines of text (paired differences to ``no semantics`` by seed)."""
-    base = by.get('no semantics', {})
-    lines = []
-
-    def deltas(name):
-        runs = by.get(name, {})
-        return [runs[s]['test']['psnr'] - base[s]['test']['psnr'] for s in runs if s in base]
-
-    d_in, d_or, d_sh = deltas('input (default)'), deltas('gt (oracle)'), deltas('shuffled (control)')
+    base, lines = by.get('no semantics', {}), []
+    d_in, d_or, d_sh = _paired(by, 'input (default)'), _paired(by, 'gt (oracle)'), _paired(by, 'shuffled (control)')
     none_std = _mean_std([r['test']['psnr'] for r in base.values()])[1] if base else float('nan')
     if d_in:
         m, s = _mean_std(d_in)
@@ -469,13 +387,10 @@ def targets(by):
             f'- input prior vs no semantics: {m:+.2f} dB (std of the paired difference {s:.2f}, of no semantics '
             f'{none_std:.2f}); target >= +0.5 dB and > 2 x std: {"MET" if ok else "MISSED"}'
         )
-    peer, ours = by.get(PEER, {}), by.get('input (default)', {})
+    peer, ours = by.get(PEER, {}).values(), by.get('input (default)', {}).values()
     if peer and ours:
-        dp = (
-            _mean_std([ours[s]['test']['psnr'] for s in ours])[0]
-            - _mean_std([peer[s]['test']['psnr'] for s in peer])[0]
-        )
-        ds = np.mean([r['test']['ssim'] for r in ours.values()]) - np.mean([r['test']['ssim'] for r in peer.values()])
+        mean = lambda runs, key: np.mean([r['test'][key] for r in runs])  # noqa: E731
+        dp, ds = (mean(ours, k) - mean(peer, k) for k in ('psnr', 'ssim'))
         lines.append(
             f'- input prior vs {PEER}, means over seeds: PSNR {dp:+.2f} dB (target >= +0.3 dB: '
             f'{"MET" if dp >= 0.3 else "MISSED"}), SSIM {ds:+.3f} (target >= 0: {"MET" if ds >= 0 else "MISSED"})'
@@ -494,27 +409,31 @@ def targets(by):
 
 
 def saved_networks(work, variant):
-    """(seed, job dict, weights path) of every saved job of ``variant`` in ``work``."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(work, f'{_slug(variant)}_seed*.json'))):
-        weights = path[: -len('.json')] + '.pth'
-        if os.path.exists(weights):
-            with open(path) as f:
-                row = json.load(f)
-            found.append((row['seed'], row, weights))
-    return found
+    """(job dict, weights path) of every saved job of ``variant`` in ``work``."""
+    paths = sorted(glob.glob(_job_path(work, variant, '*')))
+    return [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
+
+
+def _job_kw(args, options):
+    """:func:`job_options`'s keywords from the command line (``options``: the ``--options`` sections)."""
+    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
+    return dict(options=options, prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data)
+
+
+def saved_model(name, seed, weights, args, options):
+    """The network of job (``name``, ``seed``) saved at ``weights``, built as :func:`run_job` built it,
+    and the source of its SEM features."""
+    if name == PEER:
+        register_peer(args.retinexformer)
+    opt, source = job_options(name, args.iters, **_job_kw(args, options))
+    model = build(opt, seed=seed)
+    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    return model, source
 
 
 def network_outputs(row, weights, args, pairs):
     """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
-    if row['variant'] == PEER:
-        register_peer(args.retinexformer)
-    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
-    opt, source = job_options(
-        row['variant'], args.iters, row.get('options'), prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data
-    )
-    model = build(opt, seed=row['seed'])
-    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    model, source = saved_model(row['variant'], row['seed'], weights, args, row.get('options'))
     outputs = []
     evaluate(model, pairs, source, outputs=outputs)
     return outputs
@@ -531,7 +450,7 @@ def run_analysis(rep, args):
         nets = saved_networks(work, variant)
         if not nets:
             raise SystemExit(f'--analyse {label}: no saved {variant!r} network in {work}')
-        networks.append((label, [network_outputs(row, weights, args, pairs) for _, row, weights in nets]))
+        networks.append((label, [network_outputs(row, weights, args, pairs) for row, weights in nets]))
     analyse(rep, args, pairs, networks)
 
 
@@ -543,69 +462,30 @@ def add_arguments(parser):
     parser.add_argument('--gt-size', type=int, default=96, help='training crop size (default 96)')
     parser.add_argument('--batch', type=int, default=4, help='batch size (default 4)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument(
-        '--variants',
-        nargs='+',
-        choices=[*VARIANTS, PEER],
-        help=f'default: all; {PEER!r} runs whenever --retinexformer is given (alone: only the peer)',
-    )
-    parser.add_argument('--num-feat', type=int, help='network_g.num_feat and illum_feat (default: the demo, 16)')
+    parser.add_argument('--variants', nargs='+', choices=[*VARIANTS, PEER], help='default: all (and the peer)')
     parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py: adds the peer variant")
-    parser.add_argument(
-        '--work', help="folder of the jobs' JSON and weights files (default: results/semantic_proof/<prior>)"
-    )
+    parser.add_argument('--work', help="the jobs' files (default: results/semantic_proof/<prior>)")
     parser.add_argument('--shard', default='0/1', help='i/n: run every n-th job starting at i (default 0/1)')
     parser.add_argument('--report-only', action='store_true', help='only aggregate the JSON files in --work')
-    parser.add_argument(
-        '--options',
-        help='YAML file or inline YAML: sections (network_g, train, prior, datasets) merged into every variant '
-        '(the peer takes only train and datasets), e.g. "{network_g: {block_type: gated}}"',
-    )
-    parser.add_argument(
-        '--val',
-        type=int,
-        default=0,
-        help='hold out this many training photos and evaluate on them instead of the unseen photos '
-        '(choose settings here; report the unseen photos once)',
-    )
+    parser.add_argument('--options', help='YAML file or inline YAML: sections merged into every variant')
+    parser.add_argument('--val', type=int, default=0, help='evaluate on this many held-out training photos')
     parser.add_argument('--no-levers', action='store_true', help='skip the inference levers (faster screening)')
-    parser.add_argument(
-        '--analyse',
-        nargs='+',
-        metavar='LABEL=WORK:VARIANT',
-        help="only decompose the saved networks' errors on the test photos (bench/proof_analysis.py)",
-    )
+    parser.add_argument('--analyse', nargs='+', metavar='LABEL=WORK:VARIANT', help="the saved networks' errors")
     parser.add_argument('--figure', help='with --analyse: save the crops figure (PNG) here')
-    parser.add_argument(
-        '--block',
-        default='proof',
-        help="the docs block the tables go to (default 'proof'; --analyse: 'proof-analysis')",
-    )
-    parser.add_argument(
-        '--tiled-prior',
-        action='store_true',
-        help='only evaluate the saved input-prior networks with the prior on crop-sized pieces (as in training)',
-    )
+    parser.add_argument('--block', default='proof', help="the docs block written (--analyse: 'proof-analysis')")
+    parser.add_argument('--tiled-prior', action='store_true', help='the saved networks, prior on crop-sized pieces')
 
 
 def _quick(rep, args):
     """``--quick``: the demo data and prior, 10 iterations, width 8, no semantics against the oracle."""
-    root = ensure_demo_data(DEMO_ROOT)
-    network = {'num_feat': args.num_feat or 8, 'illum_feat': args.num_feat or 8}
-    results = run_proof(
-        root, min(args.iters, 10), args.seeds[0], network=network, variants=['no semantics', 'gt (oracle)']
-    )
+    root, network = ensure_demo_data(DEMO_ROOT), {'num_feat': 8, 'illum_feat': 8}
+    variants = ['no semantics', 'gt (oracle)']
+    results = run_proof(root, min(args.iters, 10), args.seeds[0], network=network, variants=variants)
     rep.block('proof-quick')
-    rep(f'- `{rep.command}`: demo data, random prior, {min(args.iters, 10)} iterations (a check, not a result)')
-    rep()
-    rep.table(
-        ['variant', 'unseen PSNR (dB)', 'unseen GT-mean PSNR (dB)'],
-        [
-            [k, f'{v["test"]["psnr"]:.2f}', f'{v["test"]["psnr_gt_mean"]:.2f}']
-            for k, v in results.items()
-            if k != 'input_psnr'
-        ],
-    )
+    rep.note(f'- `{rep.command}`: demo data, random prior, {min(args.iters, 10)} iterations (a check, not a result)')
+    runs = {k: v['test'] for k, v in results.items() if k != 'input_psnr'}
+    rows = [[k, f'{v["psnr"]:.2f}', f'{v["psnr_gt_mean"]:.2f}'] for k, v in runs.items()]
+    rep.table(['variant', 'unseen PSNR (dB)', 'unseen GT-mean PSNR (dB)'], rows)
     rep.data['results'] = results
 
 
@@ -633,74 +513,39 @@ def run(rep, args):
         options = yaml.safe_load(text)
         if not isinstance(options, dict):
             raise SystemExit(f'--options must be a YAML mapping of sections, got {args.options!r}')
-    args.command = rep.command
-    args.threads = torch.get_num_threads()
-    network = {'num_feat': args.num_feat, 'illum_feat': args.num_feat} if args.num_feat else None
-    data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
     # the main table's variants first, for every seed; the peer whenever its arch file is given
     chosen = list(args.variants or VARIANTS)
     if args.retinexformer and PEER not in chosen:
         chosen.append(PEER)
-    if PEER in chosen and not args.retinexformer:
-        raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
-    groups = (
-        [v for v in chosen if v in MAIN_VARIANTS],
-        [v for v in chosen if v in VARIANTS and v not in MAIN_VARIANTS],
-    )
     if PEER in chosen:
+        if not args.retinexformer:
+            raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
         register_peer(args.retinexformer)
-        groups += ([PEER],)
-    jobs = [(v, s) for group in groups for s in args.seeds for v in group]
+    groups = (MAIN_VARIANTS, [v for v in VARIANTS if v not in MAIN_VARIANTS], [PEER])
+    jobs = [(v, s) for group in groups for s in args.seeds for v in chosen if v in group]
     index, count = (int(v) for v in args.shard.split('/'))
     for k, (name, seed) in enumerate(jobs):
-        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
+        path = _job_path(out, name, seed)
         if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
             continue
         weights = path[: -len('.json')] + '.pth'
-        row = run_job(
-            name,
-            seed,
-            args.root,
-            args.iters,
-            args.prior,
-            args.seg_checkpoint,
-            data,
-            network,
-            save=weights,
-            options=options,
-            levers=not args.no_levers,
-        )
-        row['command'] = args.command
-        row['options'] = options
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(row, f, indent=2)
-        os.replace(tmp, path)
+        row = run_job(name, seed, args.root, args.iters, weights, not args.no_levers, **_job_kw(args, options))
+        row.update(command=rep.command, options=options)
+        write_json(path, row)
         print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
-    if args.tiled_prior:
-        for name, seed in jobs:
-            path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
-            if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(path[:-5] + '.pth'):
-                continue
-            with open(path) as f:
-                row = json.load(f)
-            lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
-            if lever in row['levers']:
-                continue
-            opt, _ = job_options(name, args.iters, options, False, network, args.prior, args.seg_checkpoint, data)
-            model = build(opt, seed=seed)
-            model.net_g.load_state_dict(torch.load(path[:-5] + '.pth', weights_only=True)['params'])
+    lever = f'prior on {args.gt_size}x{args.gt_size} pieces'
+    for name, seed in jobs if args.tiled_prior else ():  # the input-prior networks saved, not yet evaluated so
+        path = _job_path(out, name, seed)
+        weights = path[: -len('.json')] + '.pth'
+        if name == PEER or VARIANTS[name][1] != 'input' or not os.path.exists(weights):
+            continue
+        row = _read_job(path)
+        if lever not in row['levers']:
+            model, _ = saved_model(name, seed, weights, args, options)
             row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)
-            with open(path + '.tmp', 'w') as f:
-                json.dump(row, f, indent=2)
-            os.replace(path + '.tmp', path)
+            write_json(path, row)
             print(f'[{name} seed {seed}, {lever}: {row["levers"][lever]}]', flush=True)
-    rows = []
-    for name, seed in jobs:
-        path = os.path.join(out, f'{_slug(name)}_seed{seed}.json')
-        if os.path.exists(path):
-            with open(path) as f:
-                rows.append(json.load(f))
+    rows = [_read_job(_job_path(out, *job)) for job in jobs if os.path.exists(_job_path(out, *job))]
     rep.block(args.block)
     report(rep, rows, args, input_psnr(args.root))
     rep.data['jobs'] = rows

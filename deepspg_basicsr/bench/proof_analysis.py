@@ -1,11 +1,6 @@
-"""Where the proof's networks lose structure: their error decomposed, and the same crops side by side.
-
-``deepspg-bench proof --analyse LABEL=WORK:VARIANT ...`` reloads the weights the proof saved
-(``WORK/<variant>_seed<k>.pth``, every seed found), enhances the unseen photos, and reports the means
-over seeds of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`; with
-``--figure FILE`` it also saves the crops figure: for two photos, the ground truth's flattest and most
-textured 96x96 windows, from the input (brightened to the ground truth's mean for display), each
-network's seed-0 output, and the ground truth.
+"""Where the proof's networks lose structure (``deepspg-bench proof --analyse``, docs/DEEPSPG.md): the means over
+seeds of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`, and (``--figure``) the crops
+figure: two photos' flattest and most textured windows, from the input, each network and the ground truth.
 """
 
 import os
@@ -90,11 +85,10 @@ def analyse(rep, args, pairs, networks):
         table.append(cells)
     gt_noise = next(iter(data.values()))[0]['flat_noise_gt']
     rep.block(args.block if args.block != 'proof' else 'proof-analysis')
-    rep(
+    rep.note(
         f'- `{rep.command}`: {len(pairs)} test photos, whole images; means ± std over the saved seeds; '
         f'{BLOCK}x{BLOCK} blocks, flattest / most textured 25 % by the ground truth'
     )
-    rep()
     rep.table(['network', 'seeds', *[m[1].format(gt=f'{gt_noise:.2f}') for m in MEASURES]], table)
     rep.data['analysis'] = data
     if args.figure:

@@ -6,30 +6,15 @@ from deepspg_basicsr.utils.complexity import EnhancerPass, gflops
 
 import torch
 
-from .common import PRESETS, SEG_CONFIGS
+from .common import PRESETS, SEG_PRIORS, Forward
 
 #: Published sizes (M parameters, GFLOPs) of the presets (DeepSPG paper).
 PUBLISHED = {'base': (0.55, 6.91), 'large': (2.13, 26.03)}
-PRESET_OPTIONS = {
-    name: f'num_feat: {kw["num_feat"]}, illum_feat: {kw["illum_feat"]}, num_blocks: [4, 3, 2]'
-    for name, kw in PRESETS.items()
-}
 
 
 def add_arguments(parser):
     parser.add_argument('--size', type=int, default=256, help='square input side (the protocol: 256)')
     parser.add_argument('--no-clip', action='store_true', help='leave out CLIP (quick: left out)')
-
-
-class _PriorForward(torch.nn.Module):
-    """The prior's forward with the decode head, returning the logits."""
-
-    def __init__(self, prior):
-        super().__init__()
-        self.prior = prior
-
-    def forward(self, x):
-        return self.prior(x)['logits']
 
 
 def run(rep, args):
@@ -51,16 +36,17 @@ def run(rep, args):
         rows.append([f'DeepSPG {name}: encoder part (illumination + encoder)', '', f'{enc:.2f}', ''])
         rows.append([f'DeepSPG {name}: decoder part (SEM + decoder), added by C2F', '', f'{total - enc:.2f}', ''])
         sizes = [f'{params:.3f} M ({params / p_pub - 1:+.1%})', f'{p_pub} M', f'{total:.2f} ({total / g_pub - 1:+.1%})']
-        preset_rows.append([name, f'`{PRESET_OPTIONS[name]}`', *sizes, f'{g_pub}'])
+        options = f'`num_feat: {kwargs["num_feat"]}, illum_feat: {kwargs["illum_feat"]}, num_blocks: [4, 3, 2]`'
+        preset_rows.append([name, options, *sizes, f'{g_pub}'])
         rep.data.setdefault('enhancer', {})[name] = {'params_m': params, 'gflops': total, 'encoder_gflops': enc}
-    for seg, (config, _) in SEG_CONFIGS.items():
+    for seg, known in SEG_PRIORS.items():
         if args.quick and seg != 'HRNet-W18-small':
             continue
-        prior = SegmentationPrior(config)
-        total, by_module = gflops(_PriorForward(prior), (x,))
+        prior = SegmentationPrior(known.seg_config)
+        total, by_module = gflops(Forward(prior, lambda p, x: p(x)['logits']), (x,))
         bb = sum(p.numel() for p in prior.backbone.parameters()) / 1e6
         head = sum(p.numel() for p in prior.decode_head.parameters()) / 1e6
-        bb_g = by_module['prior.backbone'] / 1024**3
+        bb_g = by_module['module.backbone'] / 1024**3
         rows.append([f'{seg} backbone', f'{bb:.2f}', f'{bb_g:.2f}', ''])
         rows.append([f'{seg} backbone + FCN head', f'{bb + head:.2f}', f'{total:.2f}', ''])
         rep.data.setdefault('priors', {})[seg] = {'params_m': bb + head, 'gflops': total, 'backbone_gflops': bb_g}

@@ -70,9 +70,7 @@ def last_report(experiment):
 
 def add_arguments(parser):
     parser.add_argument('--iters', type=int, default=0, help='override total_iter of both runs (0: as in the files)')
-    parser.add_argument('--only', choices=sorted(RUNS), action='append', help='run only this one (repeatable)')
     parser.add_argument('--work', default='experiments/zero_ref_benchmark', help='folder for options and results')
-    parser.add_argument('--reuse', action='store_true', help='read the reports of finished runs instead of training')
 
 
 def run(rep, args):
@@ -81,31 +79,23 @@ def run(rep, args):
     ensure_demo_data()
     args.work = os.path.abspath(args.work)
     os.makedirs(args.work, exist_ok=True)
-    kinds = args.only or list(RUNS)
-    previous = {}
-    if args.reuse and os.path.isfile(os.path.join(args.work, 'results.json')):
-        with open(os.path.join(args.work, 'results.json')) as f:
-            previous = json.load(f).get('train_seconds', {})
     opts = {kind: run_options(kind, args.iters, args.work) for kind in RUNS}
     if budget(opts['zero_ref']) != budget(opts['paired']):
         raise SystemExit(f'the two runs differ in budget:\n{budget(opts["zero_ref"])}\n{budget(opts["paired"])}')
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads or 1))
     rows, seconds = {}, {}
-    for kind in kinds:
+    for kind in RUNS:
         opt_file = os.path.join(args.work, f'{kind}.yml')
         with open(opt_file, 'w') as f:
             yaml.safe_dump(opts[kind], f, sort_keys=False)
-        if args.reuse:
-            seconds[kind] = previous.get(kind)
-        else:
-            start = time.perf_counter()
-            cmd = [sys.executable, os.path.join(REPO, 'basicsr', 'train.py'), '-opt', opt_file]
-            print('$ ' + ' '.join(cmd), flush=True)
-            with open(os.path.join(args.work, f'{kind}.log'), 'w') as log:
-                code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-            seconds[kind] = round(time.perf_counter() - start, 1)
-            if code != 0:
-                raise SystemExit(f'{kind} training failed ({code}); see {args.work}/{kind}.log')
+        start = time.perf_counter()
+        cmd = [sys.executable, os.path.join(REPO, 'basicsr', 'train.py'), '-opt', opt_file]
+        print('$ ' + ' '.join(cmd), flush=True)
+        with open(os.path.join(args.work, f'{kind}.log'), 'w') as log:
+            code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        seconds[kind] = round(time.perf_counter() - start, 1)
+        if code != 0:
+            raise SystemExit(f'{kind} training failed ({code}); see {args.work}/{kind}.log')
         report = last_report(os.path.join(REPO, 'experiments', opts[kind]['name']))
         rows.setdefault('input (low-light)', report['input_mean'])
         rows[kind] = report['mean']
@@ -121,7 +111,4 @@ def run(rep, args):
         cells = [f'{values[n]:.4f}' if isinstance(values[n], float) else str(values[n]) for n in names]
         table.append([label] + cells + [str(seconds.get(label, ''))])
     rep.table(['run'] + names + ['train (s)'], table)
-    result = {'rows': rows, 'train_seconds': seconds, 'budget': b, 'command': rep.command}
-    with open(os.path.join(args.work, 'results.json'), 'w') as f:
-        json.dump(result, f, indent=2)
-    rep.data.update(result)
+    rep.data.update(rows=rows, train_seconds=seconds, budget=b)

@@ -266,7 +266,7 @@ def option_file_info(argv=None):
     return info
 
 
-def _cpu_model():
+def cpu_model():
     """The CPU's model name on Linux (``/proc/cpuinfo``), else None."""
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
@@ -286,7 +286,7 @@ def environment_info():
     env = {
         'python': platform.python_version(),
         'platform': platform.platform(),
-        'processor': _cpu_model() or platform.processor() or platform.machine(),
+        'processor': cpu_model() or platform.processor() or platform.machine(),
         'cpu_count': os.cpu_count(),
         'torch': torch.__version__,
         'torch_threads': torch.get_num_threads(),
