@@ -1,7 +1,7 @@
 """The trained DeepSPG that ships with the package (docs/MODEL.md): found by name, checksum
 verified, the default of the Python API and of ``deepspg-enhance`` without an option file, and its
 output on a fixed image pinned (tests/data/shipped_model_expected.png, written by
-scripts/pin_shipped_output.py when the shipped weights change)."""
+``python tests/test_shipped_model.py --pin`` when the shipped weights change)."""
 
 import os
 
@@ -55,7 +55,7 @@ def test_a_corrupted_shipped_file_is_refused(tmp_path, monkeypatch):
 
 def test_the_shipped_model_gives_the_pinned_output():
     """Fails if the default model, its prior, its options record or the inference path changes the
-    output by more than float rounding (regenerate with scripts/pin_shipped_output.py only when the
+    output by more than float rounding (regenerate with ``--pin`` only when the
     shipped weights change on purpose)."""
     from deepspg_basicsr import DeepSPGEnhancer
 
@@ -95,3 +95,16 @@ def test_the_app_loads_the_shipped_model_when_given_nothing(tmp_path):
     assert f'`{DEFAULT_ENHANCER}` (known weights, sha256 verified)' in status
     assert 'trained on the training photos of datasets/make_photo_pairs.py' in status
     assert 'RANDOM' not in status and session.random_weights_warnings() == []
+
+
+if __name__ == '__main__':  # python tests/test_shipped_model.py --pin: write the pinned output again
+    import sys
+
+    from deepspg_basicsr import DeepSPGEnhancer
+    from deepspg_basicsr.utils.image_io import write_png
+
+    if sys.argv[1:] != ['--pin']:
+        sys.exit('usage: python tests/test_shipped_model.py --pin')
+    out = DeepSPGEnhancer(device='cpu').enhance(low_light_input())
+    write_png(EXPECTED, out)
+    print(f'{EXPECTED}: {out.shape}, mean {out.mean():.3f}')
