@@ -2,6 +2,7 @@
 
 Usage::
 
+    deepspg-export --output deepspg.onnx     # the shipped model (docs/MODEL.md)
     deepspg-export -opt options/test_DeepSPG_LOLv1.yml --weights net_g.pth --output deepspg.onnx
     python -m deepspg_basicsr.export -opt options/test_DeepSPG_demo.yml --output demo.onnx [--enhancer-only]
 
@@ -132,8 +133,8 @@ def metadata(args, opt, model, module, input_names):
     return {
         'format': 'deepspg-onnx/1',
         'kind': 'pipeline' if pipeline else 'enhancer',
-        'option_file': os.path.abspath(args.opt),
-        'option_file_sha256': file_sha256(args.opt),
+        'option_file': None if args.opt is None else os.path.abspath(args.opt),  # None: the weights' own record
+        'option_file_sha256': None if args.opt is None else file_sha256(args.opt),
         'checkpoint': None if weights is None else os.path.abspath(weights),
         'checkpoint_sha256': file_sha256(weights),
         'param_key': model.opt['path']['param_key_g'],
@@ -186,8 +187,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog='deepspg-export', description='Export a trained DeepSPG (option file + checkpoint) to ONNX.'
     )
-    parser.add_argument('-opt', '--opt', dest='opt', required=True, help='test option file (network_g, prior, path)')
-    parser.add_argument('--weights', help='enhancer checkpoint; overrides path.pretrain_network_g')
+    parser.add_argument(
+        '-opt', '--opt', dest='opt', help='test option file (network_g, prior, path); none: the shipped model'
+    )
+    parser.add_argument('--weights', help='enhancer checkpoint or known name; overrides path.pretrain_network_g')
     parser.add_argument('--param-key', help='key of the weights in the checkpoint (default: path.param_key_g)')
     parser.add_argument('--seg-checkpoint', help='segmentation prior checkpoint; overrides prior.seg_checkpoint')
     parser.add_argument('--allow-unsafe-checkpoint', action='store_true', help='unpickle trusted checkpoints')

@@ -108,3 +108,16 @@ if __name__ == '__main__':  # python tests/test_shipped_model.py --pin: write th
     out = DeepSPGEnhancer(device='cpu').enhance(low_light_input())
     write_png(EXPECTED, out)
     print(f'{EXPECTED}: {out.shape}, mean {out.mean():.3f}')
+
+
+def test_export_without_an_option_file_builds_the_shipped_model():
+    """``deepspg-export --output m.onnx`` exports the shipped model (the export itself is tested in test_deploy)."""
+    from deepspg_basicsr.export import build_export_model, parse_args
+    from deepspg_basicsr.weights import resolve_weights
+
+    import torch
+
+    module, _, model = build_export_model(parse_args(['--output', 'unused.onnx']))
+    shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
+    state = model.get_bare_model(model.net_g).state_dict()
+    assert state.keys() == shipped.keys() and all(torch.equal(state[k], shipped[k]) for k in shipped)
