@@ -67,10 +67,10 @@ def test_train_file_has_matching_test_file(path):
     assert train['network_g'] == test['network_g']
     assert train['prior'].get('seg_config') == test['prior'].get('seg_config')
     weights = test['path']['pretrain_network_g']
-    if path.name == 'train_DeepSPG_ESPNetv2_photos.yml':  # the shipped model's recipe tests the shipped file
-        from deepspg_basicsr.weights import DEFAULT_ENHANCER, KNOWN_WEIGHTS
+    if path.name == 'train_DeepSPG_ESPNetv2_photos.yml':  # the shipped model's recipe tests the shipped model
+        from deepspg_basicsr.weights import DEFAULT_ENHANCER
 
-        assert weights == f'deepspg_basicsr/weights/files/{KNOWN_WEIGHTS[DEFAULT_ENHANCER].filename}'
+        assert weights == DEFAULT_ENHANCER
     else:
         assert train['name'] in weights
 

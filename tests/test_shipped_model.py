@@ -121,3 +121,26 @@ def test_export_without_an_option_file_builds_the_shipped_model():
     shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
     state = model.get_bare_model(model.net_g).state_dict()
     assert state.keys() == shipped.keys() and all(torch.equal(state[k], shipped[k]) for k in shipped)
+
+
+def test_basicsr_options_take_the_shipped_model_by_name():
+    """``path.pretrain_network_g: deepspg-espnetv2-photos`` passes the options check and loads the verified file
+    (fails if the name is only accepted by the inference core, not by BasicSR's model loading)."""
+    from pathlib import Path
+
+    from deepspg_basicsr.utils.option_values import find_value_problems
+    from deepspg_basicsr.weights import resolve_weights
+
+    import torch
+    import yaml
+    from basicsr.models import build_model
+
+    path = Path(__file__).resolve().parents[1] / 'options' / 'test_DeepSPG_ESPNetv2_photos.yml'
+    opt = yaml.safe_load(path.read_text())
+    assert opt['path']['pretrain_network_g'] == DEFAULT_ENHANCER
+    assert not [p for p in find_value_problems(opt, is_train=False) if 'pretrain_network_g' in p]
+    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=0)
+    model = build_model(opt)
+    shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
+    state = model.get_bare_model(model.net_g).state_dict()
+    assert all(torch.equal(state[k], shipped[k]) for k in shipped)

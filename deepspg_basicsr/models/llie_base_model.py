@@ -217,7 +217,10 @@ class LLIEBaseModel(SRModel):
 
     # ---- safe, atomic checkpoints ---------------------------------------------------------
     def load_network(self, net, load_path, strict=True, param_key='params'):
+        from ..inference.options import resolve_weights_path  # a known enhancer name -> its verified file
+
         allow_unsafe = bool(self.opt['path'].get('allow_unsafe_checkpoint', False))
+        load_path = resolve_weights_path(load_path)
         load_network_weights(self.get_bare_model(net), load_path, strict, param_key, allow_unsafe, get_root_logger())
 
     @master_only

@@ -114,8 +114,15 @@ def _weights_problems(problems, path, is_train, resuming):
         )
     for key in ('pretrain_network_g', 'pretrain_network_d'):
         value = path.get(key)
-        if isinstance(value, str) and not resuming and not os.path.isfile(value):
+        if isinstance(value, str) and not resuming and not os.path.isfile(value) and not _known_enhancer(value):
             problems.append(f'`path.{key}`: the file {value!r} does not exist')
+
+
+def _known_enhancer(name):
+    from ..weights import known_weights_entry
+
+    entry = known_weights_entry(name)
+    return entry is not None and entry.kind == 'enhancer'
 
 
 def find_value_problems(opt, is_train=True, resuming=False):
