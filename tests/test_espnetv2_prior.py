@@ -185,3 +185,24 @@ def test_pipeline_with_the_real_prior_exports_to_onnx_with_parity(tmp_path):
         out = session.run(x)[0]
         assert float((out - ref).abs().max()) <= 1e-4
         assert float((out - x).abs().mean()) > 1e-3  # it computed something
+
+
+def test_exposure_target_shows_the_prior_every_darkening_at_one_exposure(pascal):
+    from deepspg_basicsr.priors.segmentation_prior import build_segmentation_prior
+
+    levelled = build_segmentation_prior(
+        {'seg_config': PASCAL_CONFIG, 'seg_checkpoint': 'espnetv2-pascal', 'seg_exposure_target': 0.4}
+    )
+    levelled.out_branches = [1, 2, 3]
+    photo = _photo('chelsea', (128, 128))
+    dark, darker = photo * 0.1, photo * 0.03  # no pixel clips once brought to a mean of 0.4
+    with torch.no_grad():
+        as_given = [pascal(x, return_logits=False)['feats'][-1] for x in (dark, darker)]
+        levelled_feats = [levelled(x, return_logits=False)['feats'][-1] for x in (dark, darker)]
+        # the gain is exactly the one that brings the mean to the target, then ImageNet's normalisation
+        expected = pascal(photo * (0.4 / photo.mean()), return_logits=False)['feats'][-1]
+    assert (as_given[0] - as_given[1]).abs().max() > 0.1  # the prior's features change with the exposure
+    assert torch.allclose(levelled_feats[0], levelled_feats[1], atol=1e-4)  # not once levelled
+    assert torch.allclose(levelled_feats[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match='seg_exposure_target'):
+        SegmentationPrior(PASCAL_CONFIG, exposure_target=2.0)

@@ -1,6 +1,6 @@
 """Losses against hand computations."""
 
-from deepspg_basicsr.losses import CLIPMultimodalLoss, SemanticKLLoss, SPGEdgeLoss, SPGPixelLoss
+from deepspg_basicsr.losses import CLIPMultimodalLoss, SemanticKLLoss, SPGEdgeLoss, SPGPixelLoss, SPGPSNRLoss
 
 import pytest
 import torch
@@ -14,6 +14,19 @@ def test_pixel_loss_is_mse():
     assert SPGPixelLoss()(pred, target).item() == pytest.approx(14 / 4)
     assert SPGPixelLoss(loss_weight=2.0, reduction='sum')(pred, target).item() == pytest.approx(28.0)
     assert SPGPixelLoss(reduction='none')(pred, target).flatten().tolist() == [1.0, 0.0, 4.0, 9.0]
+
+
+def test_psnr_loss_is_each_images_negative_psnr():
+    target = torch.zeros(2, 1, 2, 2)
+    pred = torch.stack([torch.full((1, 2, 2), 0.1), torch.tensor([[[0.0, 0.0], [0.0, 0.2]]])])
+    # image 0: MSE 0.01 -> -20 dB; image 1: MSE 0.04 / 4 = 0.01 -> -20 dB as well
+    loss = SPGPSNRLoss(reduction='none', eps=0)(pred, target)
+    assert loss.tolist() == pytest.approx([-20.0, -20.0])
+    pred[1] = 0.01  # MSE 1e-4 -> -40 dB
+    assert SPGPSNRLoss(eps=0)(pred, target).item() == pytest.approx(-30.0)
+    assert SPGPSNRLoss(loss_weight=0.5, reduction='sum', eps=0)(pred, target).item() == pytest.approx(-30.0)
+    # the mean of per-image values, as benchmarks average PSNR, not the PSNR of the mean error (-22.97 dB)
+    assert 10 * torch.log10(((pred - target) ** 2).mean()).item() == pytest.approx(-22.97, abs=0.01)
 
 
 def test_edge_loss_hand_computation():
@@ -56,7 +69,7 @@ def test_clip_loss_value_and_sign_flip_on_prompt_swap():
     assert CLIPMultimodalLoss()(img, text.flip(0)).item() == pytest.approx(-loss.item())
 
 
-@pytest.mark.parametrize('cls', [SPGPixelLoss, SPGEdgeLoss, SemanticKLLoss, CLIPMultimodalLoss])
+@pytest.mark.parametrize('cls', [SPGPixelLoss, SPGPSNRLoss, SPGEdgeLoss, SemanticKLLoss, CLIPMultimodalLoss])
 def test_unknown_reduction_raises(cls):
     with pytest.raises(ValueError, match='reduction'):
         cls(reduction='median')

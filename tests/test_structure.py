@@ -223,3 +223,52 @@ def test_illumination_global_context_starts_at_zero_and_sees_the_whole_image():
         assert torch.equal(local(far)[0][..., 2, 2], local(x)[0][..., 2, 2])  # 9-pixel receptive field
         wide.global_context.weight.normal_(0, 0.5)
         assert not torch.allclose(wide(far)[0][..., 2, 2], wide(x)[0][..., 2, 2])  # the image-wide mean reaches it
+
+
+def test_exposure_head_starts_as_identity_then_scales_each_photo_and_channel():
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 1], sem_channels=[18, 36, 72])
+    torch.manual_seed(0)
+    plain = DeepSPG(**kwargs).eval()
+    torch.manual_seed(0)
+    net = DeepSPG(exposure_head=True, **kwargs).eval()
+    x = torch.rand(2, 3, 30, 22) * 0.2
+    feats = [torch.rand(2, c, 8, 6) for c in (18, 36, 72)]
+    with torch.no_grad():
+        assert torch.equal(net(x, feats), plain(x, feats))  # zero-initialised last layer: no change
+        net.exposure.fc2.bias.copy_(torch.log(torch.tensor([2.0, 1.0, 0.5])))
+        out = net(x, feats)
+        ref = plain(x, feats)
+    # a constant log-gain multiplies each channel of the whole photo, exactly
+    assert torch.allclose(out, ref * torch.tensor([2.0, 1.0, 0.5]).view(1, 3, 1, 1), rtol=1e-6, atol=1e-7)
+    # the gain is chosen per photo from the pooled decoder features, which carry the semantics
+    with torch.no_grad():
+        net.exposure.fc2.weight.normal_(0, 0.5)
+        gain = net(x, feats) / plain(x, feats)
+        other = net(x, [f.flip(0) for f in feats]) / plain(x, [f.flip(0) for f in feats])
+    assert torch.allclose(gain, gain[..., :1, :1].expand_as(gain), rtol=1e-4)  # one gain per photo and channel
+    assert not torch.allclose(gain[0, :, 0, 0], gain[1, :, 0, 0])  # photos get their own gain
+    assert not torch.allclose(gain, other)  # other semantic features, another gain
+    # a checkpoint of the other layout names the option that loads it
+    assert 'exposure_head: false' in net.checkpoint_hint(*_key_diff(net, plain))
+    assert 'exposure_head: true' in plain.checkpoint_hint(*_key_diff(plain, net))
+
+
+def _key_diff(loading, saved):
+    """(missing, unexpected) keys when ``saved``'s state dict is loaded into ``loading``."""
+    have, given = set(loading.state_dict()), set(saved.state_dict())
+    return sorted(have - given), sorted(given - have)
+
+
+def test_exposure_agreement_measures_stops_against_the_ground_truth():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'exposure_agreement.py')
+    spec = importlib.util.spec_from_file_location('exposure_agreement', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gt = torch.full((1, 3, 4, 4), 0.2)
+    gt[..., 0, 0] = 0.6  # mean 0.225, 57.375 grey levels
+    mean = float((gt * 255).round().mean())
+    pairs = [('a', None, gt), ('b', None, gt)]
+    outputs = [np.full((4, 4, 3), 2 * mean), np.full((4, 4, 3), mean / 2)]  # twice and half as bright
+    assert module.exposure_errors(outputs, pairs) == pytest.approx([1.0, -1.0])

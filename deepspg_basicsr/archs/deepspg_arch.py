@@ -12,6 +12,7 @@ from torch import nn
 
 from .filter_head import FilterHead
 from .gated_block import GatedBlock
+from .global_exposure import GlobalExposure
 from .sem_block import SemanticEmbeddingModule
 from .text_guidance import MultiLevelFusion, TextConditionedAttention
 
@@ -162,6 +163,9 @@ class DeepSPG(nn.Module):
         illum_global (bool): The illumination estimator's image-wide context
             (:class:`IlluminationEstimator`, ``global_context``; False: checkpoints made before it).
             Default: True.
+        exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the deepest
+            decoder level's pooled features, semantics included (:class:`~.global_exposure.GlobalExposure`;
+            starts as the identity; False: checkpoints made before it). Default: True.
     """
 
     down_factor = 4
@@ -188,6 +192,7 @@ class DeepSPG(nn.Module):
         head_sigmas=(1.0, 2.0),
         illum_scale=1,
         illum_global=True,
+        exposure_head=False,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
@@ -238,6 +243,7 @@ class DeepSPG(nn.Module):
         else:
             self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
+        self.exposure = GlobalExposure(widths[2]) if exposure_head else None
         self.padding_mode = padding_mode
         set_padding_mode(self, padding_mode)
 
@@ -253,6 +259,10 @@ class DeepSPG(nn.Module):
             hints.append('network_g.illum_global: false (made before the global context)')
         if 'illumination.global_context.weight' in keys:
             hints.append('network_g.illum_global: true')
+        if 'exposure.fc1.weight' in missing:
+            hints.append('network_g.exposure_head: false (made before the exposure head)')
+        if 'exposure.fc1.weight' in keys:
+            hints.append('network_g.exposure_head: true')
         if any(k.endswith('.conv1.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
             hints.append('network_g.block_type: residual (the earlier blocks)')
         if any(k.endswith('.expand.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
@@ -333,6 +343,8 @@ class DeepSPG(nn.Module):
         else:
             refl = enc['refl0'] + self.conv_out(d0)
         out = refl * illum.pow(F.softplus(self.gamma_raw))
+        if self.exposure is not None:
+            out = self.exposure(d2, out[..., :h, :w])
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
     def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):

@@ -48,7 +48,7 @@ TOP_LEVEL_KEYS = (
 PRIOR_KEYS = (
     'seg_config', 'seg_checkpoint', 'seg_branches', 'seg_out_branches', 'seg_scale', 'c2f_seg_scale',
     'clip_model', 'clip_pretrained', 'clip_quick_gelu', 'prompts', 'guidance_prompt', 'source',
-    'allow_unsafe_checkpoint', 'random_seed',
+    'allow_unsafe_checkpoint', 'random_seed', 'seg_exposure_target',
 )  # fmt: skip
 #: Keys of ``path`` inference reads (and BasicSR's others, allowed).
 PATH_KEYS = (

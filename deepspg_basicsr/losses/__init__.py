@@ -3,10 +3,11 @@
 from .clip_multimodal_loss import CLIPMultimodalLoss
 from .edge_loss import SPGEdgeLoss
 from .pixel_loss import SPGPixelLoss
+from .psnr_loss import SPGPSNRLoss
 from .semantic_kl_loss import SemanticKLLoss
 from .ssim_loss import SPGSSIMLoss
 
-__all__ = ['CLIPMultimodalLoss', 'SPGEdgeLoss', 'SPGPixelLoss', 'SPGSSIMLoss', 'SemanticKLLoss']
+__all__ = ['CLIPMultimodalLoss', 'SPGEdgeLoss', 'SPGPSNRLoss', 'SPGPixelLoss', 'SPGSSIMLoss', 'SemanticKLLoss']
 
 # issue 5: semantic guidance for any BasicSR network
 from .semantic_adversarial_loss import SemanticAdversarialLoss  # noqa: E402

@@ -103,6 +103,11 @@ class SegmentationPrior(nn.Module):
         random_seed (int): Seed of the random weights when there is no checkpoint, drawn from a
             forked RNG: training and testing runs rebuild the same random prior whatever the
             global RNG state. Default: 0.
+        exposure_target (float | None): Brighten (or darken) each image so that its mean value is
+            this before the prior sees it (one gain per image, at most ``max_gain``, then clipped to
+            [0, 1]): the prior then sees a dark photo at a normal exposure, whatever its darkening, and
+            its features change less with the exposure. None: the image as given. Default: None.
+        max_gain (float): Largest gain of ``exposure_target``. Default: 50.
     """
 
     def __init__(
@@ -112,9 +117,15 @@ class SegmentationPrior(nn.Module):
         out_branches=(0, 1, 2, 3),
         allow_unsafe_checkpoint=False,
         random_seed=0,
+        exposure_target=None,
+        max_gain=50.0,
     ):
         super().__init__()
         self.config = config
+        if exposure_target is not None and not 0 < float(exposure_target) <= 1:
+            raise ValueError(f'prior.seg_exposure_target must be in (0, 1] or null, got {exposure_target!r}')
+        self.exposure_target = None if exposure_target is None else float(exposure_target)
+        self.max_gain = float(max_gain)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_seed)
             self.backbone, self.decode_head, model_cfg = build_mmseg_parts(config)
@@ -179,6 +190,11 @@ class SegmentationPrior(nn.Module):
         return super().train(False)
 
     def normalize(self, x):
+        """(B, 3, H, W) in [0, 1] -> the backbone's input: the exposure gain (``exposure_target``), then
+        ImageNet's mean and std."""
+        if self.exposure_target is not None:
+            level = x.mean(dim=(1, 2, 3), keepdim=True).clamp(min=self.exposure_target / self.max_gain)
+            x = (x * (self.exposure_target / level)).clamp(0, 1)
         return (x - self.mean) / self.std
 
     def forward(self, x, return_logits=True, branches=None):
@@ -218,7 +234,7 @@ def build_segmentation_prior(opt):
 
     Keys: ``seg_config``, ``seg_checkpoint`` (a file or a known weights name; a name also supplies a
     missing ``seg_config``, :func:`~deepspg_basicsr.weights.complete_prior_options`),
-    ``seg_out_branches``, ``allow_unsafe_checkpoint``, ``random_seed``.
+    ``seg_out_branches``, ``allow_unsafe_checkpoint``, ``random_seed``, ``seg_exposure_target``.
     """
     opt = complete_prior_options(copy.deepcopy(opt or {}))
     return SegmentationPrior(
@@ -227,4 +243,5 @@ def build_segmentation_prior(opt):
         out_branches=opt.get('seg_out_branches', (0, 1, 2, 3)),
         allow_unsafe_checkpoint=opt.get('allow_unsafe_checkpoint', False),
         random_seed=opt.get('random_seed', 0),
+        exposure_target=opt.get('seg_exposure_target'),
     )

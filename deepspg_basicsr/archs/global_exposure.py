@@ -1,0 +1,45 @@
+"""A photo-wide exposure and colour correction chosen from the deepest decoder features.
+
+Most of the plain-PSNR error of every network in the project's proof is the photo-wide exposure guess
+(docs/DEEPSPG.md, "Where the structure goes": GT-mean PSNR is 5-6 dB above plain PSNR), and the
+illumination estimator that sets it sees 9 pixels plus the image-wide mean of those local features. The
+deepest decoder level sees the whole scene at 1/4 scale and, with SEM, what is in it (sky, people,
+buildings): a scene's expected brightness depends on what it shows. This module pools those features
+over the image, adds the log of the current output's mean per channel, and predicts one log-gain per
+colour channel::
+
+    out = out * exp(mlp([mean(d2), log(mean(out) + eps)]))
+
+The last layer starts at zero, so a new network starts as without the module. One gain per image and
+channel cannot add or remove noise or texture; it moves the whole photo's exposure and white balance.
+"""
+
+import torch
+from torch import nn
+
+
+class GlobalExposure(nn.Module):
+    """Per-image, per-channel gain from pooled decoder features.
+
+    Args:
+        channels (int): Width of the decoder features pooled (the deepest level's, 4 x num_feat).
+        hidden (int): Width of the hidden layer. Default: 32.
+        eps (float): Added to the output's mean before the log. Default: 1e-3.
+    """
+
+    def __init__(self, channels, hidden=32, eps=1e-3):
+        super().__init__()
+        self.eps = eps
+        self.fc1 = nn.Linear(channels + 3, hidden)
+        self.fc2 = nn.Linear(hidden, 3)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def log_gain(self, feat, out):
+        """feat: (B, channels, h, w) decoder features; out: (B, 3, H, W). Returns (B, 3) log-gains."""
+        stats = torch.cat([feat.mean(dim=(2, 3)), torch.log(out.mean(dim=(2, 3)).clamp(min=0) + self.eps)], dim=1)
+        return self.fc2(torch.nn.functional.leaky_relu(self.fc1(stats), 0.2))
+
+    def forward(self, feat, out):
+        """Returns ``out`` (B, 3, H, W) times the predicted gain of each image and channel."""
+        return out * self.log_gain(feat, out).exp()[:, :, None, None]
