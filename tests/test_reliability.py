@@ -361,10 +361,18 @@ def test_pretrain_checkpoint_with_mismatched_keys(tmp_path, basicsr_log):
 def test_checkpoint_of_the_earlier_head_names_the_option_that_loads_it(tmp_path):
     earlier = train_opt(
         is_train=False,
-        network_g={'use_semantics': False, 'num_feat': 4, 'illum_feat': 4, 'head': 'residual', 'illum_global': False},
+        network_g={
+            'use_semantics': False,
+            'num_feat': 4,
+            'illum_feat': 4,
+            'head': 'residual',
+            'illum_global': False,
+            'exposure_head': False,
+        },
     )
     torch.save({'params': build_model(earlier).net_g.state_dict()}, tmp_path / 'earlier.pth')
-    with pytest.raises(CheckpointError, match=r'network_g\.head: residual .*network_g\.illum_global: false'):
+    hint = r'network_g\.head: residual .*network_g\.illum_global: false .*network_g\.exposure_head: false'
+    with pytest.raises(CheckpointError, match=hint):
         build_model(_tiny_enhancer_opt(pretrain_network_g=str(tmp_path / 'earlier.pth')))
     earlier['path'] = {'pretrain_network_g': str(tmp_path / 'earlier.pth')}
     loaded = build_model(earlier).net_g  # the option that names the earlier head loads it

@@ -192,7 +192,7 @@ class DeepSPG(nn.Module):
         head_sigmas=(1.0, 2.0),
         illum_scale=1,
         illum_global=True,
-        exposure_head=False,
+        exposure_head=True,
     ):
         super().__init__()
         if padding_mode not in ('replicate', 'zeros'):
