@@ -110,15 +110,16 @@ class DeepSPG(nn.Module):
     the reflectance head, by default the :class:`~.filter_head.FilterHead` (R is a per-pixel mix of R0
     smoothed by fixed Gaussians, plus a residual: the noise that the division amplifies is removed where
     it is born; ``head: residual``, R = R0 + conv(features), is the earlier head); recomposition
-    ``out = R * L ** gamma`` with a learned exponent (starting near 0, i.e. ``out ~ R``); and, given a
-    prior, the coarse-to-fine pass: the prior is run again on the
-    coarse result and the input is enhanced again with those features.
+    ``out = R * L ** gamma`` with a learned exponent (starting near 0, i.e. ``out ~ R``); the exposure
+    head, a photo-wide gain per colour channel from the deepest decoder level's pooled features
+    (:class:`~.global_exposure.GlobalExposure`); and, given a prior, the coarse-to-fine pass: the
+    prior is run again on the coarse result and the input is enhanced again with those features.
 
     Presets (fvcore at 1x3x256x256, GFLOPs = total / 1024**3, priors excluded; see
-    ``deepspg-bench sizes``): base ``num_feat: 16, illum_feat: 16`` (0.59 M parameters,
+    ``deepspg-bench sizes``): base ``num_feat: 16, illum_feat: 16`` (0.594 M parameters,
     6.51 GFLOPs; published 0.55 M / 6.91 G); large ``num_feat: 32, illum_feat: 32`` (2.31 M,
     25.4 G; published 2.13 M / 26.03 G). The filter head adds 0.4 k parameters and 0.03 GFLOPs to
-    the residual head.
+    the residual head, the exposure head 2.3 k parameters (base).
 
     Args:
         num_feat (int): C, width of the full-resolution level. Default: 16.
