@@ -17,13 +17,14 @@ from deepspg_basicsr.bench import proof
 
 import numpy as np
 import torch
+from basicsr.utils import tensor2img
 
 
 def exposure_errors(outputs, pairs):
     """Per-photo ``log2(mean(out) / mean(gt))`` of uint8 RGB ``outputs`` against ``pairs``' ground truths."""
     errors = []
     for out, (_, _, gt) in zip(outputs, pairs):
-        gt = np.asarray(gt[0].permute(1, 2, 0).numpy() * 255.0).round()
+        gt = tensor2img(gt).astype(np.float64)  # the proof's 8-bit ground truth (channel order: no matter for a mean)
         errors.append(float(np.log2(out.astype(np.float64).mean() / max(gt.mean(), 1e-6))))
     return errors
 

@@ -15,6 +15,7 @@ channel cannot add or remove noise or texture; it moves the whole photo's exposu
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -38,7 +39,7 @@ class GlobalExposure(nn.Module):
     def log_gain(self, feat, out):
         """feat: (B, channels, h, w) decoder features; out: (B, 3, H, W). Returns (B, 3) log-gains."""
         stats = torch.cat([feat.mean(dim=(2, 3)), torch.log(out.mean(dim=(2, 3)).clamp(min=0) + self.eps)], dim=1)
-        return self.fc2(torch.nn.functional.leaky_relu(self.fc1(stats), 0.2))
+        return self.fc2(F.leaky_relu(self.fc1(stats), 0.2))
 
     def forward(self, feat, out):
         """Returns ``out`` (B, 3, H, W) times the predicted gain of each image and channel."""
