@@ -14,6 +14,7 @@ and a part of each network's own.
 import argparse
 
 from deepspg_basicsr.bench import proof
+from deepspg_basicsr.metrics.error_decomposition import decompose_error
 
 import numpy as np
 import torch
@@ -21,12 +22,12 @@ from basicsr.utils import tensor2img
 
 
 def exposure_errors(outputs, pairs):
-    """Per-photo ``log2(mean(out) / mean(gt))`` of uint8 RGB ``outputs`` against ``pairs``' ground truths."""
-    errors = []
-    for out, (_, _, gt) in zip(outputs, pairs):
-        gt = tensor2img(gt).astype(np.float64)  # the proof's 8-bit ground truth (channel order: no matter for a mean)
-        errors.append(float(np.log2(out.astype(np.float64).mean() / max(gt.mean(), 1e-6))))
-    return errors
+    """Per-photo ``log2(mean(out) / mean(gt))`` of uint8 RGB ``outputs`` against ``pairs``' ground truths
+    (``exposure_stops`` of :func:`~deepspg_basicsr.metrics.error_decomposition.decompose_error`, as the proof's
+    ``--analyse`` measures it)."""
+    return [
+        decompose_error(out, tensor2img(gt)[..., ::-1])['exposure_stops'] for out, (_, _, gt) in zip(outputs, pairs)
+    ]
 
 
 def main(argv=None):

@@ -97,6 +97,47 @@ def test_the_app_loads_the_shipped_model_when_given_nothing(tmp_path):
     assert 'RANDOM' not in status and session.random_weights_warnings() == []
 
 
+def _enhancer_and_shipped_states(model):
+    """The state dict of ``model``'s enhancer and the shipped file's weights."""
+    from deepspg_basicsr.weights import resolve_weights
+
+    import torch
+
+    shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
+    return model.get_bare_model(model.net_g).state_dict(), shipped
+
+
+def test_export_without_an_option_file_builds_the_shipped_model():
+    """``deepspg-export --output m.onnx`` exports the shipped model (the export itself is tested in test_deploy)."""
+    from deepspg_basicsr.export import build_export_model, parse_args
+
+    import torch
+
+    module, _, model = build_export_model(parse_args(['--output', 'unused.onnx']))
+    state, shipped = _enhancer_and_shipped_states(model)
+    assert state.keys() == shipped.keys() and all(torch.equal(state[k], shipped[k]) for k in shipped)
+
+
+def test_basicsr_options_take_the_shipped_model_by_name():
+    """``path.pretrain_network_g: deepspg-espnetv2-photos`` passes the options check and loads the verified file
+    (fails if the name is only accepted by the inference core, not by BasicSR's model loading)."""
+    from pathlib import Path
+
+    from deepspg_basicsr.utils.option_values import find_value_problems
+
+    import torch
+    import yaml
+    from basicsr.models import build_model
+
+    path = Path(__file__).resolve().parents[1] / 'options' / 'test_DeepSPG_ESPNetv2_photos.yml'
+    opt = yaml.safe_load(path.read_text())
+    assert opt['path']['pretrain_network_g'] == DEFAULT_ENHANCER
+    assert not [p for p in find_value_problems(opt, is_train=False) if 'pretrain_network_g' in p]
+    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=0)
+    state, shipped = _enhancer_and_shipped_states(build_model(opt))
+    assert all(torch.equal(state[k], shipped[k]) for k in shipped)
+
+
 if __name__ == '__main__':  # python tests/test_shipped_model.py --pin: write the pinned output again
     import sys
 
@@ -108,39 +149,3 @@ if __name__ == '__main__':  # python tests/test_shipped_model.py --pin: write th
     out = DeepSPGEnhancer(device='cpu').enhance(low_light_input())
     write_png(EXPECTED, out)
     print(f'{EXPECTED}: {out.shape}, mean {out.mean():.3f}')
-
-
-def test_export_without_an_option_file_builds_the_shipped_model():
-    """``deepspg-export --output m.onnx`` exports the shipped model (the export itself is tested in test_deploy)."""
-    from deepspg_basicsr.export import build_export_model, parse_args
-    from deepspg_basicsr.weights import resolve_weights
-
-    import torch
-
-    module, _, model = build_export_model(parse_args(['--output', 'unused.onnx']))
-    shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
-    state = model.get_bare_model(model.net_g).state_dict()
-    assert state.keys() == shipped.keys() and all(torch.equal(state[k], shipped[k]) for k in shipped)
-
-
-def test_basicsr_options_take_the_shipped_model_by_name():
-    """``path.pretrain_network_g: deepspg-espnetv2-photos`` passes the options check and loads the verified file
-    (fails if the name is only accepted by the inference core, not by BasicSR's model loading)."""
-    from pathlib import Path
-
-    from deepspg_basicsr.utils.option_values import find_value_problems
-    from deepspg_basicsr.weights import resolve_weights
-
-    import torch
-    import yaml
-    from basicsr.models import build_model
-
-    path = Path(__file__).resolve().parents[1] / 'options' / 'test_DeepSPG_ESPNetv2_photos.yml'
-    opt = yaml.safe_load(path.read_text())
-    assert opt['path']['pretrain_network_g'] == DEFAULT_ENHANCER
-    assert not [p for p in find_value_problems(opt, is_train=False) if 'pretrain_network_g' in p]
-    opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=0)
-    model = build_model(opt)
-    shipped = torch.load(resolve_weights(DEFAULT_ENHANCER), weights_only=True)['params']
-    state = model.get_bare_model(model.net_g).state_dict()
-    assert all(torch.equal(state[k], shipped[k]) for k in shipped)

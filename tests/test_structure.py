@@ -266,9 +266,9 @@ def test_exposure_agreement_measures_stops_against_the_ground_truth():
     spec = importlib.util.spec_from_file_location('exposure_agreement', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    gt = torch.full((1, 3, 4, 4), 0.2)
-    gt[..., 0, 0] = 0.6  # mean 0.225, 57.375 grey levels
+    gt = torch.full((1, 3, 16, 16), 0.2)  # 16 x 16: the decomposition's 8 x 8 blocks need a few
+    gt[..., 0, 0] = 0.6
     mean = float((gt * 255).round().mean())
     pairs = [('a', None, gt), ('b', None, gt)]
-    outputs = [np.full((4, 4, 3), 2 * mean), np.full((4, 4, 3), mean / 2)]  # twice and half as bright
+    outputs = [np.full((16, 16, 3), 2 * mean), np.full((16, 16, 3), mean / 2)]  # twice and half as bright
     assert module.exposure_errors(outputs, pairs) == pytest.approx([1.0, -1.0])
