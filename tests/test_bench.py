@@ -185,6 +185,26 @@ def test_peer_quick_ratios_come_from_the_same_rounds(tmp_path):
     assert 'DeepSPG default pipeline (DeepSPGPipeline' in rep.texts()['peer']
 
 
+def test_proof_times_the_variants_iterations_in_the_same_rounds(tmp_path):
+    """``proof --time-iterations``: every variant and the peer timed in the same rounds; the equal-time
+    iterations are the peer's ``--iters`` over the median per-round ratio, computed here from the times.
+
+    Fails if the ratio is taken of medians or the iterations are scaled the wrong way round."""
+    arch = tmp_path / 'stand_in_arch.py'
+    arch.write_text(STAND_IN_PEER)
+    argv = ['--threads', '1', '--json', str(tmp_path / 't.json'), '--prior', 'demo', '--root', DEMO_ROOT]
+    argv += ['--gt-size', '32', '--batch', '2', '--iters', '300', '--time-iterations', '3', '--work', str(tmp_path)]
+    argv += ['--variants', 'no semantics', '--retinexformer', str(arch)]
+    cli.run_section('proof', argv)
+    data = json.loads((tmp_path / 't.json').read_text())
+    times, peer = data['times'], 'Retinexformer (peer)'
+    _check_times(times)
+    assert set(times) == {'no semantics', peer} and len(times[peer]) == 3
+    per_round = [a / b for a, b in zip(times['no semantics'], times[peer])]
+    assert data['equal_time_iters'] == {'no semantics': round(300 / statistics.median(per_round)), peer: 300}
+    assert not list(tmp_path.glob('*_seed*.json'))  # timing only: no job was trained
+
+
 def test_peer_needs_the_arch_file():
     with pytest.raises(SystemExit, match='--retinexformer'):
         cli.run_section('peer', ['--quick'])

@@ -30,6 +30,7 @@ from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
 from .core import write_json
 from .proof_analysis import analyse
+from .proof_timing import report_timing, time_iterations
 
 #: The proof's base options: the demo with random priors (the ``demo`` preset as it is).
 DEMO_OPT = os.path.join(ROOT, 'options', 'train_DeepSPG_random_prior_demo.yml')
@@ -474,6 +475,24 @@ def add_arguments(parser):
     parser.add_argument('--figure', help='with --analyse: save the crops figure (PNG) here')
     parser.add_argument('--block', default='proof', help="the docs block written (--analyse: 'proof-analysis')")
     parser.add_argument('--tiled-prior', action='store_true', help='the saved networks, prior on crop-sized pieces')
+    parser.add_argument(
+        '--time-iterations', type=int, default=0, metavar='R', help="time the variants' training iteration, R rounds"
+    )
+
+
+def _run_timing(rep, args, options, chosen):
+    """``--time-iterations R``: the chosen variants' training iteration in R interleaved rounds (block
+    ``--block``), the peer (if chosen, else the first variant) as the reference."""
+    kw = _job_kw(args, options)
+
+    def batches(opt):
+        data = opt['datasets']['train']
+        return training_batches(args.root, data['gt_size'], data['batch_size_per_gpu'], 0, data)
+
+    t = time_iterations(chosen, args.time_iterations, lambda name: job_options(name, args.iters, **kw)[0], batches)
+    rep.block(args.block)
+    what = f'{args.gt_size}x{args.gt_size} crops, batch {args.batch}, prior `{args.prior}`'
+    report_timing(rep, t, PEER if PEER in chosen else chosen[0], args.iters, what)
 
 
 def _quick(rep, args):
@@ -521,6 +540,8 @@ def run(rep, args):
         if not args.retinexformer:
             raise SystemExit(f'--variants {PEER!r} needs --retinexformer FILE (its RetinexFormer_arch.py)')
         register_peer(args.retinexformer)
+    if args.time_iterations:
+        return _run_timing(rep, args, options, chosen)
     groups = (MAIN_VARIANTS, [v for v in VARIANTS if v not in MAIN_VARIANTS], [PEER])
     jobs = [(v, s) for group in groups for s in args.seeds for v in chosen if v in group]
     index, count = (int(v) for v in args.shard.split('/'))
