@@ -79,3 +79,33 @@ def test_presets_fvcore_size_targets(kwargs, params_target, gflops_target):
     params, gflops = count_deepspg(DeepSPG(**kwargs), 256)
     assert abs(params / params_target - 1) <= 0.10, params
     assert abs(gflops / gflops_target - 1) <= 0.15, gflops
+
+
+def test_sem_drop_sends_dropped_samples_down_the_no_semantics_path():
+    torch.manual_seed(0)
+    kw = dict(num_feat=8, num_blocks=[1, 1, 1], illum_feat=8, sem_channels=[18, 36, 72])
+    net = DeepSPG(sem_drop=0.5, **kw)
+    with torch.no_grad():  # a non-identity exposure head, so its input (the deepest level) matters
+        net.exposure.fc2.weight.normal_(0, 0.1)
+    plain = DeepSPG(use_semantics=False, **kw)
+    missing, unexpected = plain.load_state_dict(net.state_dict(), strict=False)
+    assert missing == [] and unexpected and all(k.startswith('sems.') for k in unexpected)
+    full = DeepSPG(**kw)
+    full.load_state_dict(net.state_dict())
+    plain.eval()
+    full.eval()
+    x, feats = torch.rand(8, 3, 32, 32), _feats(8, 32, 32)
+    torch.manual_seed(3)
+    keep = torch.rand(8, 1, 1, 1) >= 0.5
+    assert 0 < int(keep.sum()) < 8
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = net(x, feats)  # training mode: draws the same mask
+        want = torch.where(keep, full(x, feats), plain(x))
+    assert torch.allclose(out, want, atol=1e-6)
+    assert not torch.allclose(full(x, feats)[~keep.flatten()], plain(x)[~keep.flatten()], atol=1e-3)
+    net.eval()  # evaluation keeps every SEM block
+    with torch.no_grad():
+        assert torch.equal(net(x, feats), full(x, feats))
+    with pytest.raises(ValueError, match='sem_drop'):
+        DeepSPG(sem_drop=1.0, **kw)

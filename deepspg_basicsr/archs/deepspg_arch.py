@@ -167,6 +167,11 @@ class DeepSPG(nn.Module):
         exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the deepest
             decoder level's pooled features, semantics included (:class:`~.global_exposure.GlobalExposure`;
             starts as the identity; False: checkpoints made before it). Default: True.
+        sem_drop (float): Semantic dropout: in training, each sample of a batch goes through the decoder
+            without its SEM blocks (exactly the path of ``use_semantics: false``, at every level and in
+            both coarse-to-fine passes) with this probability, so the prior cannot become the network's
+            only way to tell its few training photos apart. No parameters; evaluation always uses the
+            prior. Default: 0 (off).
     """
 
     down_factor = 4
@@ -194,8 +199,12 @@ class DeepSPG(nn.Module):
         illum_scale=1,
         illum_global=True,
         exposure_head=True,
+        sem_drop=0.0,
     ):
         super().__init__()
+        if not 0.0 <= sem_drop < 1.0:
+            raise ValueError(f'network_g.sem_drop must be in [0, 1), got {sem_drop!r}')
+        self.sem_drop = float(sem_drop)
         if padding_mode not in ('replicate', 'zeros'):
             raise ValueError(f"network_g.padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
         if block_type not in ('residual', 'gated'):
@@ -270,12 +279,28 @@ class DeepSPG(nn.Module):
             hints.append('network_g.block_type: gated')
         return f'the file was trained with {" and ".join(hints)}' if hints else None
 
-    def _sem(self, level, feat, sem_feats):
+    def _sem(self, level, feat, sem_feats, sem_keep=None):
         if not self.use_semantics:
             return feat
         if sem_feats is None:
             raise ValueError('DeepSPG with use_semantics=True needs sem_feats (the prior features)')
-        return self.sems[level](feat, sem_feats[level])
+        out = self.sems[level](feat, sem_feats[level])
+        if sem_keep is None:
+            return out
+        return torch.where(sem_keep, out, feat)
+
+    def draw_sem_keep(self, x):
+        """Which samples keep their SEM blocks in this training step (``sem_drop``).
+
+        Args:
+            x (Tensor): The batch, (B, 3, H, W).
+
+        Returns:
+            Tensor | None: (B, 1, 1, 1) bool, or None (all kept: evaluation, or ``sem_drop`` 0).
+        """
+        if not (self.training and self.use_semantics and self.sem_drop > 0):
+            return None
+        return torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.sem_drop
 
     def _text(self, level, feat, text_feats, text_mask):
         if not self.text_guidance:
@@ -318,12 +343,14 @@ class DeepSPG(nn.Module):
             return [None, None, None]
         return [illum_feat, F.avg_pool2d(illum_feat, 2), F.avg_pool2d(illum_feat, 4)]
 
-    def decode(self, enc, sem_feats=None, text_feats=None, text_mask=None):
+    def decode(self, enc, sem_feats=None, text_feats=None, text_mask=None, sem_keep=None):
         """The semantic decoder and recomposition on the output of :meth:`encode`.
 
         Args:
             enc (dict): Output of :meth:`encode`.
             sem_feats, text_feats, text_mask: See :meth:`enhance`.
+            sem_keep (Tensor | None): (B, 1, 1, 1) bool, the samples whose SEM blocks run
+                (:meth:`draw_sem_keep`); None: all.
 
         Returns:
             dict: See :meth:`enhance`.
@@ -331,11 +358,11 @@ class DeepSPG(nn.Module):
         h, w = enc['size']
         t = (text_feats, text_mask)
         g = enc['guides']
-        d2 = self.decoders[2](self._text(2, self._sem(2, enc['e2'], sem_feats), *t), g[2])
+        d2 = self.decoders[2](self._text(2, self._sem(2, enc['e2'], sem_feats, sem_keep), *t), g[2])
         d1 = self.fuses[1](torch.cat([self.ups[1](d2), enc['e1']], dim=1))
-        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats), *t), g[1])
+        d1 = self.decoders[1](self._text(1, self._sem(1, d1, sem_feats, sem_keep), *t), g[1])
         d0 = self.fuses[0](torch.cat([self.ups[0](d1), enc['e0']], dim=1))
-        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats), *t), g[0])
+        d0 = self.decoders[0](self._text(0, self._sem(0, d0, sem_feats, sem_keep), *t), g[0])
         if self.text_guidance:
             d0 = self.fusion([d0, d1, d2])
         illum = enc['illum']
@@ -363,7 +390,7 @@ class DeepSPG(nn.Module):
             dict: ``out`` (B, 3, H, W) enhanced image (not clamped), ``illumination`` L and
             ``reflectance`` R, both (B, 3, H, W).
         """
-        return self.decode(self.encode(x), sem_feats, text_feats, text_mask)
+        return self.decode(self.encode(x), sem_feats, text_feats, text_mask, self.draw_sem_keep(x))
 
     def forward(
         self, x, sem_feats=None, prior=None, return_aux=False, text_feats=None, text_mask=None, coarse_grad=False
@@ -392,12 +419,13 @@ class DeepSPG(nn.Module):
             Tensor | dict: The enhanced image (B, 3, H, W), or the dict.
         """
         enc = self.encode(x)
+        keep = self.draw_sem_keep(x)
         coarse = None
         if self.c2f and self.use_semantics and prior is not None:
             with torch.set_grad_enabled(coarse_grad and torch.is_grad_enabled()):
-                coarse = self.decode(enc, sem_feats, text_feats, text_mask)['out']
+                coarse = self.decode(enc, sem_feats, text_feats, text_mask, keep)['out']
             sem_feats = prior(coarse.clamp(0, 1))
-        res = self.decode(enc, sem_feats, text_feats, text_mask)
+        res = self.decode(enc, sem_feats, text_feats, text_mask, keep)
         if not return_aux:
             return res['out']
         return dict(res, coarse=coarse, sem_feats=sem_feats)
