@@ -1,6 +1,7 @@
 """The structure levers of DeepSPG: the SSIM loss, the gated block, the error decomposition, the
 proof's validation split."""
 
+import math
 import os
 
 from deepspg_basicsr.archs.deepspg_arch import DeepSPG
@@ -272,3 +273,24 @@ def test_exposure_agreement_measures_stops_against_the_ground_truth():
     pairs = [('a', None, gt), ('b', None, gt)]
     outputs = [np.full((16, 16, 3), 2 * mean), np.full((16, 16, 3), mean / 2)]  # twice and half as bright
     assert module.exposure_errors(outputs, pairs) == pytest.approx([1.0, -1.0])
+
+
+def test_photo_difference_stats_against_a_hand_computation():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'photo_differences.py')
+    spec = importlib.util.spec_from_file_location('photo_differences', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a = [[21.0, 25.0, 18.0, 30.0], [23.0, 25.0, 20.0, 28.0]]  # 2 seeds x 4 photos: photo means 22, 25, 19, 29
+    b = [[20.0, 26.0, 19.0, 25.0]]  # differences +2, -1, 0, +4: mean 1.25
+    res = module.photo_difference_stats(a, b, resolve=1.0)
+    assert res['per_photo'] == pytest.approx([2.0, -1.0, 0.0, 4.0])
+    std = math.sqrt((0.75**2 + 2.25**2 + 1.25**2 + 2.75**2) / 3)  # 2.2174
+    assert res['mean'] == pytest.approx(1.25) and res['std'] == pytest.approx(std)
+    assert res['sem'] == pytest.approx(std / 2)
+    assert res['ci95'][1] - 1.25 == pytest.approx(3.182446 * std / 2, rel=1e-5)  # t(0.975, 3 dof)
+    assert (res['better'], res['worse']) == (2, 1)
+    assert res['photos_needed'] == math.ceil((2 * std / 1.0) ** 2) == 20  # 19.67
+    with pytest.raises(ValueError, match='4 and 3 photos'):
+        module.photo_difference_stats(a, [[1.0, 2.0, 3.0]])
