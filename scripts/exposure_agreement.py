@@ -33,15 +33,8 @@ def exposure_errors(outputs, pairs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('networks', nargs='+', metavar='LABEL=WORK:VARIANT')
-    parser.add_argument('--iters', type=int, default=300)
-    parser.add_argument('--gt-size', type=int, default=96)
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--prior', default='espnetv2-pascal')
-    parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py, for its saved networks")
-    parser.add_argument('--root', default='datasets/photos/LOL-v1')
-    parser.add_argument('--threads', type=int, default=1)
+    proof.add_saved_network_arguments(parser)
     args = parser.parse_args(argv)
-    args.seg_checkpoint = None
     torch.set_num_threads(args.threads)
     pairs = proof.test_pairs(args.root)
     labels, rows = [], []

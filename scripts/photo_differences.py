@@ -17,10 +17,10 @@ import argparse
 import math
 
 from deepspg_basicsr.bench import proof
+from deepspg_basicsr.metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
 
 import numpy as np
 import torch
-from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 from scipy import stats
 
@@ -66,12 +66,12 @@ def photo_scores(spec, args, pairs):
     nets = proof.saved_networks(work, variant)
     if not nets:
         raise SystemExit(f'{spec}: no saved {variant!r} network in {work}')
-    gts = [tensor2img(gt)[..., ::-1] for _, _, gt in pairs]
+    gts = [tensor2img(gt) for _, _, gt in pairs]  # BGR, as the proof scores them
     psnr, ssim = [], []
     for job, weights in nets:
-        outputs = proof.network_outputs(job, weights, args, pairs)
-        psnr.append([calculate_psnr(o, g, 0) for o, g in zip(outputs, gts)])
-        ssim.append([calculate_ssim(o, g, 0) for o, g in zip(outputs, gts)])
+        outputs = [o[..., ::-1] for o in proof.network_outputs(job, weights, args, pairs)]  # RGB -> BGR
+        psnr.append([calculate_psnr_llie(o, g) for o, g in zip(outputs, gts)])
+        ssim.append([calculate_ssim_llie(o, g) for o, g in zip(outputs, gts)])
         print(f'{spec} seed {job["seed"]}: PSNR {np.mean(psnr[-1]):.2f} dB, SSIM {np.mean(ssim[-1]):.3f}', flush=True)
     return {'psnr': np.array(psnr), 'ssim': np.array(ssim)}
 
@@ -80,16 +80,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('first', metavar='LABEL=WORK:VARIANT')
     parser.add_argument('second', metavar='LABEL=WORK:VARIANT')
-    parser.add_argument('--iters', type=int, default=300)
-    parser.add_argument('--gt-size', type=int, default=96)
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--prior', default='espnetv2-pascal')
-    parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py, for its saved networks")
-    parser.add_argument('--root', default='datasets/photos/LOL-v1')
+    proof.add_saved_network_arguments(parser)
     parser.add_argument('--resolve', type=float, default=0.5, help='PSNR difference to resolve (dB)')
-    parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args(argv)
-    args.seg_checkpoint = None
     torch.set_num_threads(args.threads)
     pairs = proof.test_pairs(args.root)
     a, b = photo_scores(args.first, args, pairs), photo_scores(args.second, args, pairs)

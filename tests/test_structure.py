@@ -294,3 +294,41 @@ def test_photo_difference_stats_against_a_hand_computation():
     assert res['photos_needed'] == math.ceil((2 * std / 1.0) ** 2) == 20  # 19.67
     with pytest.raises(ValueError, match='4 and 3 photos'):
         module.photo_difference_stats(a, [[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.slow
+def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tmp_path):
+    """Two proof jobs on the demo pairs (tiny network, 3 iterations), reloaded by the script: each seed's mean
+    per-photo PSNR is the proof's own score of that job, and the mean difference the difference of the two."""
+    import argparse
+    import importlib.util
+    import json
+
+    from deepspg_basicsr.bench import cli, proof
+
+    root = proof.ensure_demo_data(proof.DEMO_ROOT)
+    work = tmp_path / 'work'
+    common = ['--root', root, '--prior', 'demo', '--iters', '3', '--gt-size', '32']
+    cli.run_section(
+        'proof',
+        [*common, '--threads', '1', '--out', str(tmp_path / 'p.md'), '--json', str(tmp_path / 'p.json'), '--no-levers']
+        + ['--options', '{network_g: {num_feat: 8, illum_feat: 8}}', '--seeds', '0', '--work', str(work)]
+        + ['--variants', 'no semantics', 'input (default)'],
+    )
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'photo_differences.py')
+    spec = importlib.util.spec_from_file_location('photo_differences', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = argparse.ArgumentParser()
+    proof.add_saved_network_arguments(parser)
+    args = parser.parse_args(common)
+    pairs = proof.test_pairs(root)
+    a = module.photo_scores(f'a={work}:input (default)', args, pairs)
+    b = module.photo_scores(f'b={work}:no semantics', args, pairs)
+    scored = {v: json.loads((work / f'{v}_seed0.json').read_text())['test'] for v in ('input__default', 'no_semantics')}
+    # float-level differences only: the proof scored each job in its own process, on its thread count
+    assert a['psnr'].shape == (1, len(pairs))
+    assert a['psnr'].mean() == pytest.approx(scored['input__default']['psnr'], abs=1e-4)
+    assert b['ssim'].mean() == pytest.approx(scored['no_semantics']['ssim'], abs=1e-5)
+    res = module.photo_difference_stats(a['psnr'], b['psnr'])
+    assert res['mean'] == pytest.approx(scored['input__default']['psnr'] - scored['no_semantics']['psnr'], abs=1e-4)

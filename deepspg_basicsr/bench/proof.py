@@ -415,6 +415,19 @@ def saved_networks(work, variant):
     return [(_read_job(p), p[: -len('.json')] + '.pth') for p in paths if os.path.exists(p[: -len('.json')] + '.pth')]
 
 
+def add_saved_network_arguments(parser):
+    """The options that rebuild the proof's saved networks (:func:`network_outputs`), for scripts that reload them:
+    the job's budget and crop (the options it was built with), the prior, Retinexformer's arch file, the photos."""
+    parser.add_argument('--iters', type=int, default=300)
+    parser.add_argument('--gt-size', type=int, default=96)
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--prior', default='espnetv2-pascal')
+    parser.add_argument('--retinexformer', help="Retinexformer's RetinexFormer_arch.py, for its saved networks")
+    parser.add_argument('--root', default='datasets/photos/LOL-v1')
+    parser.add_argument('--threads', type=int, default=1)
+    parser.set_defaults(seg_checkpoint=None)
+
+
 def _job_kw(args, options):
     """:func:`job_options`'s keywords from the command line (``options``: the ``--options`` sections)."""
     data = {'gt_size': args.gt_size, 'batch_size_per_gpu': args.batch}
