@@ -170,8 +170,8 @@ class DeepSPG(nn.Module):
         sem_drop (float): Semantic dropout: in training, each sample of a batch goes through the decoder
             without its SEM blocks (exactly the path of ``use_semantics: false``, at every level and in
             both coarse-to-fine passes) with this probability, so the prior cannot become the network's
-            only way to tell its few training photos apart. No parameters; evaluation always uses the
-            prior. Default: 0 (off).
+            only way to tell its few training photos apart (an ablation that did not help at 0.5,
+            docs/DEEPSPG.md). No parameters; evaluation always uses the prior. Default: 0 (off).
     """
 
     down_factor = 4
