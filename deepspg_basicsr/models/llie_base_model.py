@@ -110,8 +110,8 @@ class LLIEBaseModel(SRModel):
             where = f' on another rank (rank {self.opt["rank"]}: {values})' if local else f': {values}'
             raise NonFiniteLossError(
                 f'non-finite loss at iter {current_iter}{where}. Training stopped; the last saved '
-                'checkpoint is intact (resume with --auto_resume after lowering the learning rate or '
-                'checking the data).'
+                'checkpoint is intact (resume with --auto_resume after setting train.grad_clip_norm, e.g. 1.0, '
+                'lowering the learning rate, or checking the data).'
             )
         # perf.amp: fp16 on CUDA scales the loss (DeepSPGModel sets grad_scaler); else None
         scaler = getattr(self, 'grad_scaler', None)
