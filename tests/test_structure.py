@@ -260,13 +260,19 @@ def _key_diff(loading, saved):
     return sorted(have - given), sorted(given - have)
 
 
-def test_exposure_agreement_measures_stops_against_the_ground_truth():
+def _script(name):
+    """The module of ``scripts/<name>.py`` (the scripts folder is not a package)."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'exposure_agreement.py')
-    spec = importlib.util.spec_from_file_location('exposure_agreement', path)
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_exposure_agreement_measures_stops_against_the_ground_truth():
+    module = _script('exposure_agreement')
     gt = torch.full((1, 3, 16, 16), 0.2)  # 16 x 16: the decomposition's 8 x 8 blocks need a few
     gt[..., 0, 0] = 0.6
     mean = float((gt * 255).round().mean())
@@ -276,12 +282,7 @@ def test_exposure_agreement_measures_stops_against_the_ground_truth():
 
 
 def test_photo_difference_stats_against_a_hand_computation():
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'photo_differences.py')
-    spec = importlib.util.spec_from_file_location('photo_differences', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script('photo_differences')
     a = [[21.0, 25.0, 18.0, 30.0], [23.0, 25.0, 20.0, 28.0]]  # 2 seeds x 4 photos: photo means 22, 25, 19, 29
     b = [[20.0, 26.0, 19.0, 25.0]]  # differences +2, -1, 0, +4: mean 1.25
     res = module.photo_difference_stats(a, b, resolve=1.0)
@@ -301,7 +302,6 @@ def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tm
     """Two proof jobs on the demo pairs (tiny network, 3 iterations), reloaded by the script: each seed's mean
     per-photo PSNR is the proof's own score of that job, and the mean difference the difference of the two."""
     import argparse
-    import importlib.util
     import json
 
     from deepspg_basicsr.bench import cli, proof
@@ -315,10 +315,7 @@ def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tm
         + ['--options', '{network_g: {num_feat: 8, illum_feat: 8}}', '--seeds', '0', '--work', str(work)]
         + ['--variants', 'no semantics', 'input (default)'],
     )
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts', 'photo_differences.py')
-    spec = importlib.util.spec_from_file_location('photo_differences', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script('photo_differences')
     parser = argparse.ArgumentParser()
     proof.add_saved_network_arguments(parser)
     args = parser.parse_args(common)
