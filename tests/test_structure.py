@@ -254,6 +254,37 @@ def test_exposure_head_starts_as_identity_then_scales_each_photo_and_channel():
     assert 'exposure_head: true' in plain.checkpoint_hint(*_key_diff(plain, net))
 
 
+def test_exposure_head_from_the_encoder_never_reads_the_prior():
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 1], sem_channels=[18, 36, 72])
+    torch.manual_seed(0)
+    plain = DeepSPG(exposure_head=False, **kwargs).eval()
+    torch.manual_seed(0)
+    enc_net = DeepSPG(exposure_source='encoder', **kwargs).eval()
+    dec_net = DeepSPG(**kwargs).eval()
+    x = torch.rand(2, 3, 30, 22) * 0.2
+    feats = [torch.rand(2, c, 8, 6) for c in (18, 36, 72)]
+    flipped = [f.flip(0) for f in feats]
+    with torch.no_grad():
+        enc_net.exposure.fc2.weight.normal_(0, 0.5)
+        enc_net.exposure.fc1.weight[:, -3:] = 0  # the gain then reads the pooled features only
+        dec_net.load_state_dict(enc_net.state_dict())  # same parameters: a checkpoint loads either way
+        gain = enc_net(x, feats) / plain(x, feats)
+        gain_other = enc_net(x, flipped) / plain(x, flipped)
+        pooled = enc_net.encode(x)['e2'].mean(dim=(2, 3))
+        by_hand = enc_net.exposure.fc2(
+            torch.nn.functional.leaky_relu(
+                enc_net.exposure.fc1.weight[:, :-3] @ pooled.T + enc_net.exposure.fc1.bias[:, None], 0.2
+            ).T
+        ).exp()
+        dec_gain = dec_net(x, feats) / plain(x, feats)
+        dec_other = dec_net(x, flipped) / plain(x, flipped)
+    assert torch.allclose(gain, gain_other, rtol=1e-5)  # other semantic features, the same gain
+    assert torch.allclose(gain[..., 0, 0], by_hand, rtol=1e-4)  # the deepest encoder level's pooled features
+    assert not torch.allclose(dec_gain, dec_other, rtol=1e-3)  # the decoder's features carry the semantics
+    with pytest.raises(ValueError, match='network_g.exposure_source'):
+        DeepSPG(exposure_source='prior', **kwargs)
+
+
 def _key_diff(loading, saved):
     """(missing, unexpected) keys when ``saved``'s state dict is loaded into ``loading``."""
     have, given = set(loading.state_dict()), set(saved.state_dict())

@@ -167,6 +167,11 @@ class DeepSPG(nn.Module):
         exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the deepest
             decoder level's pooled features, semantics included (:class:`~.global_exposure.GlobalExposure`;
             starts as the identity; False: checkpoints made before it). Default: True.
+        exposure_source (str): The features the exposure head pools: ``'decoder'`` (the deepest decoder
+            level, after its SEM block) or ``'encoder'`` (the deepest encoder level: the photo-wide gain
+            then never reads the prior, which steers the reflectance only). The two have the same
+            parameters, so a checkpoint loads either way: name the one it was trained with.
+            Default: 'decoder'.
         sem_drop (float): Semantic dropout: in training, each sample of a batch goes through the decoder
             without its SEM blocks (exactly the path of ``use_semantics: false``, at every level and in
             both coarse-to-fine passes) with this probability, so the prior cannot become the network's
@@ -200,11 +205,15 @@ class DeepSPG(nn.Module):
         illum_global=True,
         exposure_head=True,
         sem_drop=0.0,
+        exposure_source='decoder',
     ):
         super().__init__()
         if not 0.0 <= sem_drop < 1.0:
             raise ValueError(f'network_g.sem_drop must be in [0, 1), got {sem_drop!r}')
         self.sem_drop = float(sem_drop)
+        if exposure_source not in ('decoder', 'encoder'):
+            raise ValueError(f"network_g.exposure_source must be 'decoder' or 'encoder', got {exposure_source!r}")
+        self.exposure_source = exposure_source
         if padding_mode not in ('replicate', 'zeros'):
             raise ValueError(f"network_g.padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
         if block_type not in ('residual', 'gated'):
@@ -372,7 +381,7 @@ class DeepSPG(nn.Module):
             refl = enc['refl0'] + self.conv_out(d0)
         out = refl * illum.pow(F.softplus(self.gamma_raw))
         if self.exposure is not None:
-            out = self.exposure(d2, out[..., :h, :w])
+            out = self.exposure(enc['e2'] if self.exposure_source == 'encoder' else d2, out[..., :h, :w])
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
     def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):
