@@ -231,7 +231,7 @@ def test_exposure_head_starts_as_identity_then_scales_each_photo_and_channel():
     torch.manual_seed(0)
     plain = DeepSPG(exposure_head=False, **kwargs).eval()
     torch.manual_seed(0)
-    net = DeepSPG(exposure_head=True, **kwargs).eval()
+    net = DeepSPG(exposure_head=True, exposure_source='decoder', **kwargs).eval()
     x = torch.rand(2, 3, 30, 22) * 0.2
     feats = [torch.rand(2, c, 8, 6) for c in (18, 36, 72)]
     with torch.no_grad():
@@ -241,7 +241,8 @@ def test_exposure_head_starts_as_identity_then_scales_each_photo_and_channel():
         ref = plain(x, feats)
     # a constant log-gain multiplies each channel of the whole photo, exactly
     assert torch.allclose(out, ref * torch.tensor([2.0, 1.0, 0.5]).view(1, 3, 1, 1), rtol=1e-6, atol=1e-7)
-    # the gain is chosen per photo from the pooled decoder features, which carry the semantics
+    # the decoder source (checkpoints made before the encoder source): the gain is chosen per photo from the
+    # pooled decoder features, which carry the semantics
     with torch.no_grad():
         net.exposure.fc2.weight.normal_(0, 0.5)
         gain = net(x, feats) / plain(x, feats)
@@ -259,15 +260,16 @@ def test_exposure_head_from_the_encoder_never_reads_the_prior():
     torch.manual_seed(0)
     plain = DeepSPG(exposure_head=False, **kwargs).eval()
     torch.manual_seed(0)
-    enc_net = DeepSPG(exposure_source='encoder', **kwargs).eval()
-    dec_net = DeepSPG(**kwargs).eval()
+    enc_net = DeepSPG(**kwargs).eval()  # the default
+    dec_net = DeepSPG(exposure_source='decoder', **kwargs).eval()
     x = torch.rand(2, 3, 30, 22) * 0.2
     feats = [torch.rand(2, c, 8, 6) for c in (18, 36, 72)]
     flipped = [f.flip(0) for f in feats]
     with torch.no_grad():
         enc_net.exposure.fc2.weight.normal_(0, 0.5)
         enc_net.exposure.fc1.weight[:, -3:] = 0  # the gain then reads the pooled features only
-        dec_net.load_state_dict(enc_net.state_dict())  # same parameters: a checkpoint loads either way
+        params = {k: v for k, v in enc_net.state_dict().items() if k != 'exposure.from_encoder'}
+        dec_net.load_state_dict(params)  # the same parameters; only the marker tells the sources apart
         gain = enc_net(x, feats) / plain(x, feats)
         gain_other = enc_net(x, flipped) / plain(x, flipped)
         pooled = enc_net.encode(x)['e2'].mean(dim=(2, 3))
@@ -283,6 +285,11 @@ def test_exposure_head_from_the_encoder_never_reads_the_prior():
     assert not torch.allclose(dec_gain, dec_other, rtol=1e-3)  # the decoder's features carry the semantics
     with pytest.raises(ValueError, match='network_g.exposure_source'):
         DeepSPG(exposure_source='prior', **kwargs)
+    # a checkpoint of the other source names the option that loads it
+    assert 'exposure_source: decoder' in enc_net.checkpoint_hint(*_key_diff(enc_net, dec_net))
+    assert 'exposure_source: encoder' in dec_net.checkpoint_hint(*_key_diff(dec_net, enc_net))
+    with pytest.raises(RuntimeError, match='from_encoder'):
+        dec_net.load_state_dict(enc_net.state_dict())
 
 
 def _key_diff(loading, saved):

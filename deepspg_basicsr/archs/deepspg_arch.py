@@ -167,11 +167,12 @@ class DeepSPG(nn.Module):
         exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the deepest
             decoder level's pooled features, semantics included (:class:`~.global_exposure.GlobalExposure`;
             starts as the identity; False: checkpoints made before it). Default: True.
-        exposure_source (str): The features the exposure head pools: ``'decoder'`` (the deepest decoder
-            level, after its SEM block) or ``'encoder'`` (the deepest encoder level: the photo-wide gain
-            then never reads the prior, which steers the reflectance only). The two have the same
-            parameters, so a checkpoint loads either way: name the one it was trained with.
-            Default: 'decoder'.
+        exposure_source (str): The features the exposure head pools: ``'encoder'`` (the deepest encoder
+            level: the photo-wide gain never reads the prior, which steers the reflectance only) or
+            ``'decoder'`` (the deepest decoder level, after its SEM block: checkpoints made before the
+            encoder source). An encoder-source head carries a marker buffer (``exposure.from_encoder``),
+            so a checkpoint of the other source fails to load strictly and the error names this option.
+            Default: 'encoder'.
         sem_drop (float): Semantic dropout: in training, each sample of a batch goes through the decoder
             without its SEM blocks (exactly the path of ``use_semantics: false``, at every level and in
             both coarse-to-fine passes) with this probability, so the prior cannot become the network's
@@ -205,7 +206,7 @@ class DeepSPG(nn.Module):
         illum_global=True,
         exposure_head=True,
         sem_drop=0.0,
-        exposure_source='decoder',
+        exposure_source='encoder',
     ):
         super().__init__()
         if not 0.0 <= sem_drop < 1.0:
@@ -263,6 +264,9 @@ class DeepSPG(nn.Module):
             self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
         self.exposure = GlobalExposure(widths[2]) if exposure_head else None
+        if self.exposure is not None and exposure_source == 'encoder':
+            # no parameter tells the two sources apart: the marker makes a strict load of the other fail
+            self.exposure.register_buffer('from_encoder', torch.ones(()))
         self.padding_mode = padding_mode
         set_padding_mode(self, padding_mode)
 
@@ -282,6 +286,10 @@ class DeepSPG(nn.Module):
             hints.append('network_g.exposure_head: false (made before the exposure head)')
         if 'exposure.fc1.weight' in keys:
             hints.append('network_g.exposure_head: true')
+        if 'exposure.from_encoder' in missing and 'exposure.fc1.weight' not in missing:
+            hints.append('network_g.exposure_source: decoder (made before the encoder source)')
+        if 'exposure.from_encoder' in keys:
+            hints.append('network_g.exposure_source: encoder')
         if any(k.endswith('.conv1.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
             hints.append('network_g.block_type: residual (the earlier blocks)')
         if any(k.endswith('.expand.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):

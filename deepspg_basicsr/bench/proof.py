@@ -25,7 +25,7 @@ import yaml
 from basicsr.utils import tensor2img
 
 from ..metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
-from ..utils.checkpoint import atomic_torch_save
+from ..utils.checkpoint import atomic_torch_save, load_state_dict_strict
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
 from .core import write_json
@@ -441,7 +441,8 @@ def saved_model(name, seed, weights, args, options):
         register_peer(args.retinexformer)
     opt, source = job_options(name, args.iters, **_job_kw(args, options))
     model = build(opt, seed=seed)
-    model.net_g.load_state_dict(torch.load(weights, weights_only=True)['params'])
+    # strict, and a mismatch names the network_g option the file was trained with (e.g. the earlier exposure source)
+    load_state_dict_strict(model.net_g, torch.load(weights, weights_only=True)['params'], weights)
     return model, source
 
 
