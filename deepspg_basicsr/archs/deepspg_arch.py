@@ -164,8 +164,8 @@ class DeepSPG(nn.Module):
         illum_global (bool): The illumination estimator's image-wide context
             (:class:`IlluminationEstimator`, ``global_context``; False: checkpoints made before it).
             Default: True.
-        exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the deepest
-            decoder level's pooled features, semantics included (:class:`~.global_exposure.GlobalExposure`;
+        exposure_head (bool): A photo-wide exposure and white-balance gain predicted from the pooled
+            features of the level ``exposure_source`` names (:class:`~.global_exposure.GlobalExposure`;
             starts as the identity; False: checkpoints made before it). Default: True.
         exposure_source (str): The features the exposure head pools: ``'encoder'`` (the deepest encoder
             level: the photo-wide gain never reads the prior, which steers the reflectance only) or

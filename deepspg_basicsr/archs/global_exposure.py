@@ -1,14 +1,17 @@
-"""A photo-wide exposure and colour correction chosen from the deepest decoder features.
+"""A photo-wide exposure and colour correction chosen from the network's deepest features.
 
 Most of the plain-PSNR error of every network in the project's proof is the photo-wide exposure guess
 (docs/DEEPSPG.md, "Where the structure goes": GT-mean PSNR is 5-6 dB above plain PSNR), and the
 illumination estimator that sets it sees 9 pixels plus the image-wide mean of those local features. The
-deepest decoder level sees the whole scene at 1/4 scale and, with SEM, what is in it (sky, people,
-buildings): a scene's expected brightness depends on what it shows. This module pools those features
-over the image, adds the log of the current output's mean per channel, and predicts one log-gain per
-colour channel::
+deepest level of the U-Net sees the whole scene at 1/4 scale. This module pools those features over the
+image, adds the log of the current output's mean per channel, and predicts one log-gain per colour
+channel::
 
-    out = out * exp(mlp([mean(d2), log(mean(out) + eps)]))
+    out = out * exp(mlp([mean(feat), log(mean(out) + eps)]))
+
+DeepSPG feeds it the deepest encoder level by default (``network_g.exposure_source``): reading the
+decoder's, after SEM, let the semantic prior choose the photo-wide gain, which generalised worse at
+1,000 iterations (docs/DEEPSPG.md, section 4).
 
 The last layer starts at zero, so a new network starts as without the module. One gain per image and
 channel cannot add or remove noise or texture; it moves the whole photo's exposure and white balance.
