@@ -336,6 +336,27 @@ def test_photo_difference_stats_against_a_hand_computation():
 
 
 @pytest.mark.slow
+def test_saved_jobs_recorded_before_the_exposure_source_option_reload_with_the_decoder_source():
+    from deepspg_basicsr.bench.proof import recorded_options
+
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 1], sem_channels=[18, 36, 72])
+    old = DeepSPG(exposure_source='decoder', **kwargs).state_dict()
+    new = DeepSPG(**kwargs).state_dict()
+    record = {'network_g': {'num_feat': 8}, 'train': {'total_iter': 3}}
+    completed = recorded_options(record, old)
+    assert (
+        completed['network_g'] == {'num_feat': 8, 'exposure_source': 'decoder'}
+        and completed['train'] == record['train']
+    )
+    assert record == {'network_g': {'num_feat': 8}, 'train': {'total_iter': 3}}  # the record itself is not changed
+    DeepSPG(**dict(kwargs, **completed['network_g'])).load_state_dict(old)  # strict: the layout the file has
+    assert recorded_options(record, new) is record  # the marker: the encoder source, the default
+    named = {'network_g': {'exposure_source': 'encoder'}}
+    assert recorded_options(named, old) is named  # a record that names the source is taken as it is
+    plain = DeepSPG(exposure_head=False, **kwargs).state_dict()
+    assert recorded_options(None, plain) is None  # no exposure head: nothing to complete
+
+
 def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tmp_path):
     """Two proof jobs on the demo pairs (tiny network, 3 iterations), reloaded by the script: each seed's mean
     per-photo PSNR is the proof's own score of that job, and the mean difference the difference of the two."""

@@ -434,15 +434,26 @@ def _job_kw(args, options):
     return dict(options=options, prior=args.prior, seg_checkpoint=args.seg_checkpoint, data=data)
 
 
+def recorded_options(options, state):
+    """A job's recorded ``--options`` sections, completed from its saved ``state`` (a state dict) where the record
+    predates an option: a file with an exposure head but without the encoder source's marker buffer was trained
+    with ``network_g.exposure_source: decoder`` (jobs recorded before that option existed do not name it)."""
+    named = 'exposure_source' in ((options or {}).get('network_g') or {})
+    if not named and 'exposure.fc1.weight' in state and 'exposure.from_encoder' not in state:
+        return merge_sections(options, {'network_g': {'exposure_source': 'decoder'}})
+    return options
+
+
 def saved_model(name, seed, weights, args, options):
     """The network of job (``name``, ``seed``) saved at ``weights``, built as :func:`run_job` built it,
     and the source of its SEM features."""
     if name == PEER:
         register_peer(args.retinexformer)
-    opt, source = job_options(name, args.iters, **_job_kw(args, options))
+    state = torch.load(weights, weights_only=True)['params']
+    opt, source = job_options(name, args.iters, **_job_kw(args, recorded_options(options, state)))
     model = build(opt, seed=seed)
-    # strict, and a mismatch names the network_g option the file was trained with (e.g. the earlier exposure source)
-    load_state_dict_strict(model.net_g, torch.load(weights, weights_only=True)['params'], weights)
+    # strict, and a mismatch names the network_g option the file was trained with
+    load_state_dict_strict(model.net_g, state, weights)
     return model, source
 
 
