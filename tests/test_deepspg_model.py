@@ -126,6 +126,29 @@ def test_non_finite_loss_stops_with_message():
         model.optimize_parameters(7)
 
 
+def test_a_collapsed_output_stops_training_before_the_step():
+    """A gain that underflows (as the exposure head's did on blown-up features) gives a black output and a finite
+    loss: training stops with an error naming the remedy, and no step is taken."""
+    from deepspg_basicsr.models import CollapsedOutputError, NonFiniteLossError
+
+    model = build_model(train_opt(train={'semantic_opt': None, 'clip_opt': None}))
+    net = model.get_bare_model(model.net_g)
+    assert net.exposure is not None
+    model.feed_data(_batch())
+    model.optimize_parameters(1)  # a healthy step passes
+    with torch.no_grad():
+        net.exposure.fc2.bias.fill_(-1e5)  # exp(-1e5) == 0: every output pixel exactly 0
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    model.feed_data(_batch())
+    with pytest.raises(CollapsedOutputError, match='iter 9.*grad_clip_norm') as err:
+        model.optimize_parameters(9)
+    assert isinstance(err.value, NonFiniteLossError)  # the launcher's clean stop (status 3) handles it too
+    assert torch.isfinite(
+        model.compute_losses(torch.zeros_like(model.gt), model.gt)[0]
+    )  # the loss check alone misses it
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # no step taken
+
+
 def test_sem_channel_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match='sem_channels'):
         build_model(train_opt(network_g={'sem_channels': [48, 96, 192]}))

@@ -1,9 +1,9 @@
 """Models, registered in BasicSR's MODEL_REGISTRY by the explicit imports below."""
 
 from .deepspg_model import DeepSPGModel
-from .llie_base_model import LLIEBaseModel, NonFiniteLossError
+from .llie_base_model import CollapsedOutputError, LLIEBaseModel, NonFiniteLossError
 
-__all__ = ['DeepSPGModel', 'LLIEBaseModel', 'NonFiniteLossError']
+__all__ = ['CollapsedOutputError', 'DeepSPGModel', 'LLIEBaseModel', 'NonFiniteLossError']
 
 # issue 5: semantic guidance for any BasicSR network
 from .semantic_gan_model import SemanticGANModel  # noqa: E402

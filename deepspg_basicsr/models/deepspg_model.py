@@ -294,7 +294,7 @@ class DeepSPGModel(LLIEBaseModel):
         feats = self.source_features()
         self.output = self.enhance(self.net_g, self.lq, sem_feats=feats, c2f=feats is None)
         l_total, losses = self.compute_losses(self.output, self.gt)
-        self.backward_and_step(l_total, losses, current_iter)
+        self.backward_and_step(l_total, losses, current_iter, output=self.output)
 
     # ---- testing ------------------------------------------------------------------------------
     supports_self_ensemble = True

@@ -142,4 +142,4 @@ class DeepSPGZeroRefModel(DeepSPGModel):
         else:
             self.output = self.enhance(self.net_g, self.lq)
         l_total, losses = self.compute_zero_ref_losses(self.output, self.lq, illumination)
-        self.backward_and_step(l_total, losses, current_iter)
+        self.backward_and_step(l_total, losses, current_iter, output=self.output)

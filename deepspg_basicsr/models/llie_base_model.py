@@ -21,6 +21,11 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or Inf: training stops; the last saved checkpoint is the last good one."""
 
 
+class CollapsedOutputError(NonFiniteLossError):
+    """Every output pixel of a training batch is exactly 0: the network's features blew up and a gain underflowed
+    (the loss stays finite, so :class:`NonFiniteLossError`'s check alone would not fire); handled alike."""
+
+
 class LLIEBaseModel(SRModel):
     """SRModel with what this project's models share.
 
@@ -96,14 +101,19 @@ class LLIEBaseModel(SRModel):
         """(finite on every rank, finite here) for a scalar tensor. Distributed, a collective call:
         all ranks then stop together, none waits for the others forever."""
         local = math.isfinite(float(value.detach()))
-        if not self.opt['dist']:
-            return local, local
-        flag = torch.tensor([float(local)], device=value.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item()), local
+        return self.all_ranks_true(local, value.device), local
 
-    def backward_and_step(self, l_total, loss_dict, current_iter):
-        """Check the losses are finite (on every rank), back-propagate, clip (optional), step, EMA, log."""
+    def all_ranks_true(self, local, device):
+        """Whether ``local`` (bool) holds on every rank (a collective call when distributed)."""
+        if not self.opt['dist']:
+            return local
+        flag = torch.tensor([float(local)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def backward_and_step(self, l_total, loss_dict, current_iter, output=None):
+        """Check the losses are finite (on every rank) and, given the batch's ``output`` (B, 3, H, W), that it is
+        not exactly 0 everywhere; back-propagate, clip (optional), step, EMA, log."""
         finite, local = self.all_ranks_finite(l_total)
         if not finite:
             values = {k: float(v.detach()) for k, v in loss_dict.items()}
@@ -112,6 +122,13 @@ class LLIEBaseModel(SRModel):
                 f'non-finite loss at iter {current_iter}{where}. Training stopped; the last saved '
                 'checkpoint is intact (resume with --auto_resume after setting train.grad_clip_norm, e.g. 1.0, '
                 'lowering the learning rate, or checking the data).'
+            )
+        if output is not None and not self.all_ranks_true(bool(output.detach().abs().amax() > 0), output.device):
+            raise CollapsedOutputError(
+                f'the output of the whole training batch is exactly 0 at iter {current_iter} (on this rank or another):'
+                ' the network collapsed (features blown up, a gain underflowed). Training stopped; the last saved '
+                'checkpoint may already be collapsed: resume from an earlier one with train.grad_clip_norm set, '
+                'e.g. 1.0, or a lower learning rate.'
             )
         # perf.amp: fp16 on CUDA scales the loss (DeepSPGModel sets grad_scaler); else None
         scaler = getattr(self, 'grad_scaler', None)
