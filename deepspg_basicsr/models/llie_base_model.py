@@ -101,20 +101,22 @@ class LLIEBaseModel(SRModel):
         """(finite on every rank, finite here) for a scalar tensor. Distributed, a collective call:
         all ranks then stop together, none waits for the others forever."""
         local = math.isfinite(float(value.detach()))
-        return self.all_ranks_true(local, value.device), local
+        return self.all_ranks_true([local], value.device)[0], local
 
     def all_ranks_true(self, local, device):
-        """Whether ``local`` (bool) holds on every rank (a collective call when distributed)."""
+        """For each bool of ``local`` (list), whether it holds on every rank: one collective call when distributed."""
         if not self.opt['dist']:
-            return local
-        flag = torch.tensor([float(local)], device=device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item())
+            return list(local)
+        flags = torch.tensor([float(v) for v in local], device=device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        return [bool(v) for v in flags.tolist()]
 
     def backward_and_step(self, l_total, loss_dict, current_iter, output=None):
         """Check the losses are finite (on every rank) and, given the batch's ``output`` (B, 3, H, W), that it is
         not exactly 0 everywhere; back-propagate, clip (optional), step, EMA, log."""
-        finite, local = self.all_ranks_finite(l_total)
+        local = math.isfinite(float(l_total.detach()))
+        alive = output is None or bool(output.detach().abs().amax() > 0)
+        finite, alive = self.all_ranks_true([local, alive], l_total.device)  # one collective for both checks
         if not finite:
             values = {k: float(v.detach()) for k, v in loss_dict.items()}
             where = f' on another rank (rank {self.opt["rank"]}: {values})' if local else f': {values}'
@@ -123,7 +125,7 @@ class LLIEBaseModel(SRModel):
                 'checkpoint is intact (resume with --auto_resume after setting train.grad_clip_norm, e.g. 1.0, '
                 'lowering the learning rate, or checking the data).'
             )
-        if output is not None and not self.all_ranks_true(bool(output.detach().abs().amax() > 0), output.device):
+        if not alive:
             raise CollapsedOutputError(
                 f'the output of the whole training batch is exactly 0 at iter {current_iter} (on this rank or another):'
                 ' the network collapsed (features blown up, a gain underflowed). Training stopped; the last saved '
