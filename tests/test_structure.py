@@ -1,6 +1,7 @@
 """The structure levers of DeepSPG: the SSIM loss, the gated block, the error decomposition, the
 proof's validation split."""
 
+import inspect
 import math
 import os
 
@@ -388,3 +389,20 @@ def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tm
     assert b['ssim'].mean() == pytest.approx(scored['no_semantics']['ssim'], abs=1e-5)
     res = module.photo_difference_stats(a['psnr'], b['psnr'])
     assert res['mean'] == pytest.approx(scored['input__default']['psnr'] - scored['no_semantics']['psnr'], abs=1e-4)
+    # each job records its network's full options, arch defaults included, and reloads from that record alone
+    job = json.loads((work / 'input__default_seed0.json').read_text())
+    defaults = {k: v.default for k, v in inspect.signature(DeepSPG.__init__).parameters.items() if k != 'self'}
+    assert set(job['network']) == {'type', *defaults}
+    assert job['network']['num_feat'] == 8 and job['network']['exposure_source'] == 'encoder'
+    assert job['network']['num_blocks'] == list(defaults['num_blocks'])
+    job['options'] = None  # the record's num_feat 8 alone: the default 16 would not load the file
+    weights = str(work / 'input__default_seed0.pth')
+    again = proof.network_outputs(job, weights, args, pairs)
+    assert np.array_equal(
+        again[0],
+        proof.network_outputs(
+            {**job, 'network': None, 'options': {'network_g': {'num_feat': 8, 'illum_feat': 8}}}, weights, args, pairs
+        )[0],
+    )
+    with pytest.raises(RuntimeError, match='shape mismatches'):
+        proof.network_outputs(dict(job, network=None), weights, args, pairs)

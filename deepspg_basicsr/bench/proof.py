@@ -14,6 +14,7 @@ The method, the commands and the results: docs/DEEPSPG.md.
 
 import copy
 import glob
+import inspect
 import json
 import os
 import random
@@ -260,6 +261,18 @@ def job_options(name, iters, options=None, **kw):
     return opt, source
 
 
+def resolved_network(net_opt):
+    """``net_opt`` (a ``network_g`` section, with ``type``) completed with every constructor default of its
+    registered class that it leaves out: the network's full options, so that a record of them rebuilds the same
+    network whatever the defaults become later. Arguments without a default (``**kwargs``) stay as given."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    params = inspect.signature(ARCH_REGISTRY.get(net_opt['type']).__init__).parameters.values()
+    out = {p.name: p.default for p in params if p.name != 'self' and p.default is not inspect.Parameter.empty}
+    out.update(copy.deepcopy(net_opt))
+    return json.loads(json.dumps(out))  # as a JSON record reads back (tuples become lists)
+
+
 def run_job(name, seed, root, iters, save=None, levers=True, **options):
     """Train variant ``name`` with ``seed`` (``options``: :func:`job_options`' keywords) and evaluate it, with the
     inference levers unless not ``levers``; its result dict (see :func:`run_proof`). ``save``: also write the
@@ -279,6 +292,7 @@ def run_job(name, seed, root, iters, save=None, levers=True, **options):
         'l_pix_end': float(np.mean(l_pix[-max(1, iters // 10) :])),
         'seconds': seconds,
         's_per_iter': seconds / iters,
+        'network': resolved_network(opt['network_g']),
     }
     if source == 'input' and levers:
         row['levers'] = {lever: evaluate(model, pairs, 'input', o, c2f) for lever, (o, c2f) in LEVERS.items()}
@@ -294,7 +308,8 @@ def run_proof(root=DEMO_ROOT, iters=200, seed=0, network=None, variants=None, lo
         ``psnr_gt_mean`` on the unseen photos / the first 10 training photos, own source),
         ``psnr_own`` / ``psnr_train_own`` (their PSNR), ``levers`` (input-prior variants),
         ``l_pix_end`` (mean logged ``l_pix`` of the last 10 % of iterations), ``seconds``,
-        ``s_per_iter``; and ``input_psnr`` (the test inputs themselves).
+        ``s_per_iter``, ``network`` (the network's full options, :func:`resolved_network`); and
+        ``input_psnr`` (the test inputs themselves).
     """
     results = {'input_psnr': input_psnr(root)}
     for name in variants or MAIN_VARIANTS:
@@ -444,13 +459,18 @@ def recorded_options(options, state):
     return options
 
 
-def saved_model(name, seed, weights, args, options):
+def saved_model(name, seed, weights, args, options, network=None):
     """The network of job (``name``, ``seed``) saved at ``weights``, built as :func:`run_job` built it,
-    and the source of its SEM features."""
+    and the source of its SEM features. ``network``: the job's record of its network's full options
+    (:func:`resolved_network`; jobs recorded before it have none: then :func:`recorded_options`)."""
     if name == PEER:
         register_peer(args.retinexformer)
     state = torch.load(weights, weights_only=True)['params']
-    opt, source = job_options(name, args.iters, **_job_kw(args, recorded_options(options, state)))
+    if network:
+        options = merge_sections(options, {'network_g': network})
+    else:
+        options = recorded_options(options, state)
+    opt, source = job_options(name, args.iters, **_job_kw(args, options))
     model = build(opt, seed=seed)
     # strict, and a mismatch names the network_g option the file was trained with
     load_state_dict_strict(model.net_g, state, weights)
@@ -459,7 +479,7 @@ def saved_model(name, seed, weights, args, options):
 
 def network_outputs(row, weights, args, pairs):
     """The uint8 RGB outputs on ``pairs`` of the network saved at ``weights`` by the job ``row``."""
-    model, source = saved_model(row['variant'], row['seed'], weights, args, row.get('options'))
+    model, source = saved_model(row['variant'], row['seed'], weights, args, row.get('options'), row.get('network'))
     outputs = []
     evaluate(model, pairs, source, outputs=outputs)
     return outputs
@@ -587,7 +607,7 @@ def run(rep, args):
             continue
         row = _read_job(path)
         if lever not in row['levers']:
-            model, _ = saved_model(name, seed, weights, args, options)
+            model, _ = saved_model(name, seed, weights, args, options, row.get('network'))
             row['levers'][lever] = evaluate_tiled_prior(model, test_pairs(args.root), args.gt_size)
             write_json(path, row)
             print(f'[{name} seed {seed}, {lever}: {row["levers"][lever]}]', flush=True)
