@@ -216,6 +216,27 @@ def test_gan_step_updates_generator_and_discriminator(tmp_path):
     assert (tmp_path / '1.state').is_file()
 
 
+def test_gan_generator_step_stops_on_a_collapsed_output(tmp_path):
+    """The generator's step has the same collapse check as DeepSPGModel's: an output exactly 0 everywhere (finite
+    losses) stops training before any weight changes."""
+    from deepspg_basicsr.models import CollapsedOutputError
+
+    torch.manual_seed(0)
+    model = build_model(_gan_opt(tmp_path, wrapper_opt('srvgg')))
+    batch = {'lq': torch.rand(1, 3, 32, 32) * 0.2, 'gt': torch.rand(1, 3, 32, 32)}
+    model.feed_data(batch)
+    model.optimize_parameters(1)  # healthy
+    enhance = model.enhance
+    model.enhance = lambda net, lq: enhance(net, lq) * 0  # a collapsed generator: black, the losses finite
+    g0 = copy.deepcopy(model.net_g.state_dict())
+    d0 = {k: v.detach().clone() for k, v in model.net_d.named_parameters()}  # (its spectral-norm buffers move)
+    model.feed_data(batch)
+    with pytest.raises(CollapsedOutputError, match='iter 2'):
+        model.optimize_parameters(2)
+    assert all(torch.equal(v, g0[k]) for k, v in model.net_g.state_dict().items())
+    assert all(torch.equal(v, d0[k]) for k, v in model.net_d.named_parameters())
+
+
 def _same_state(a, b, where=''):
     """Assert two (nested) state dicts hold equal values: tensors equal, numbers equal."""
     if isinstance(a, dict):

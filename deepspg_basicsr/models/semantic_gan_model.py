@@ -89,7 +89,7 @@ class SemanticGANModel(SemanticGuidedModel):
             pred = self._disc(self.output)
             region = self.cri_gan.select_region(pred.detach(), self.seg_map)
             losses['l_g_gan'] = self.cri_gan(pred, True, False, self._disc(self.output, region), region)
-            self.backward_and_step(l_total + losses['l_g_gan'], losses, current_iter)
+            self.backward_and_step(l_total + losses['l_g_gan'], losses, current_iter, output=self.output)
             loss_dict.update(losses)
         else:
             with torch.no_grad():
