@@ -358,6 +358,23 @@ def test_saved_jobs_recorded_before_the_exposure_source_option_reload_with_the_d
     assert recorded_options(None, plain) is None  # no exposure head: nothing to complete
 
 
+def test_resolved_network_completes_the_defaults_and_leaves_out_what_json_cannot_hold():
+    from deepspg_basicsr.bench.proof import resolved_network
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    relu = torch.nn.ReLU()  # a default JSON cannot hold
+
+    class _ProofRecordTestNet(torch.nn.Module):
+        def __init__(self, width=4, sizes=(1, 2), act=relu, **kwargs):
+            super().__init__()
+
+    ARCH_REGISTRY.register(_ProofRecordTestNet)
+    given = {'type': '_ProofRecordTestNet', 'width': 8, 'extra': 'kept'}
+    assert resolved_network(given) == {'type': '_ProofRecordTestNet', 'width': 8, 'sizes': [1, 2], 'extra': 'kept'}
+    assert given == {'type': '_ProofRecordTestNet', 'width': 8, 'extra': 'kept'}  # not changed
+
+
 def test_photo_differences_reload_the_proof_networks_as_the_proof_scored_them(tmp_path):
     """Two proof jobs on the demo pairs (tiny network, 3 iterations), reloaded by the script: each seed's mean
     per-photo PSNR is the proof's own score of that job, and the mean difference the difference of the two."""

@@ -264,13 +264,21 @@ def job_options(name, iters, options=None, **kw):
 def resolved_network(net_opt):
     """``net_opt`` (a ``network_g`` section, with ``type``) completed with every constructor default of its
     registered class that it leaves out: the network's full options, so that a record of them rebuilds the same
-    network whatever the defaults become later. Arguments without a default (``**kwargs``) stay as given."""
+    network whatever the defaults become later. Arguments without a default (``**kwargs``) stay as given, and a
+    default JSON cannot hold (an object) is left out: the record never stops a finished job from being written."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
+    def as_json(value):
+        try:
+            return json.loads(json.dumps(value))  # as a JSON record reads back (tuples become lists)
+        except (TypeError, ValueError):
+            return inspect.Parameter.empty
+
     params = inspect.signature(ARCH_REGISTRY.get(net_opt['type']).__init__).parameters.values()
-    out = {p.name: p.default for p in params if p.name != 'self' and p.default is not inspect.Parameter.empty}
+    out = {p.name: as_json(p.default) for p in params if p.name != 'self' and p.default is not inspect.Parameter.empty}
+    out = {k: v for k, v in out.items() if v is not inspect.Parameter.empty}
     out.update(copy.deepcopy(net_opt))
-    return json.loads(json.dumps(out))  # as a JSON record reads back (tuples become lists)
+    return out
 
 
 def run_job(name, seed, root, iters, save=None, levers=True, **options):
