@@ -325,3 +325,28 @@ def test_a_section_run_leaves_the_logger_level_and_threads_as_they_were(tmp_path
         assert logger.level == logging.INFO and torch.get_num_threads() == threads
     finally:
         logger.setLevel(level)
+
+
+def test_a_proof_job_that_collapses_stops_with_one_line_and_status_3(tmp_path, monkeypatch, capsys):
+    """A job whose training stops (non-finite loss or collapsed output) ends the run with status 3 and a line
+    naming the job and the error; no record is written, so the job runs again next time."""
+    from deepspg_basicsr.bench import proof
+    from deepspg_basicsr.models import CollapsedOutputError
+
+    def collapsed(opt, batches, seed):
+        raise CollapsedOutputError('the output of the whole training batch is exactly 0 at iter 2')
+
+    monkeypatch.setattr(proof, 'train', collapsed)
+    root = proof.ensure_demo_data(proof.DEMO_ROOT)
+    work = tmp_path / 'work'
+    args = ['--root', root, '--prior', 'demo', '--iters', '3', '--gt-size', '32', '--threads', '1', '--no-levers']
+    args += ['--out', str(tmp_path / 'p.md'), '--json', str(tmp_path / 'p.json'), '--seeds', '0', '--work', str(work)]
+    with pytest.raises(SystemExit) as stop:
+        cli.run_section('proof', [*args, '--variants', 'no semantics'])
+    assert stop.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        "error: job 'no semantics' seed 0 stopped: CollapsedOutputError: "
+        'the output of the whole training batch is exactly 0 at iter 2'
+    )
+    assert not list(work.glob('*.json')) and not list(work.glob('*.pth'))

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -26,6 +27,7 @@ import yaml
 from basicsr.utils import tensor2img
 
 from ..metrics.llie_psnr_ssim import calculate_psnr_llie, calculate_ssim_llie
+from ..models.llie_base_model import NonFiniteLossError
 from ..utils.checkpoint import atomic_torch_save, load_state_dict_strict
 from ..weights import KNOWN_WEIGHTS
 from .common import DEMO_ROOT, PEER_OPTIONS, ROOT, build, ensure_demo_data, load_peer, paired_dataset, training_loader
@@ -603,7 +605,11 @@ def run(rep, args):
         if args.report_only or args.tiled_prior or k % count != index or os.path.exists(path):
             continue
         weights = path[: -len('.json')] + '.pth'
-        row = run_job(name, seed, args.root, args.iters, weights, not args.no_levers, **_job_kw(args, options))
+        try:
+            row = run_job(name, seed, args.root, args.iters, weights, not args.no_levers, **_job_kw(args, options))
+        except NonFiniteLossError as err:  # diverged or collapsed: one clear line, status 3, no record (reruns)
+            print(f'error: job {name!r} seed {seed} stopped: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
         row.update(command=rep.command, options=options)
         write_json(path, row)
         print(f'[{name} seed {seed}: {json.dumps(row)}]', flush=True)
@@ -627,8 +633,6 @@ def run(rep, args):
 
 def main(argv=None):
     """``python scripts/semantic_proof.py ...``: the ``proof`` section with 1 thread by default."""
-    import sys
-
     from .cli import run_section
 
     argv = list(sys.argv[1:] if argv is None else argv)
