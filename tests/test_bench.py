@@ -347,6 +347,7 @@ def test_a_proof_job_that_collapses_stops_with_one_line_and_status_3(tmp_path, m
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (
         "error: job 'no semantics' seed 0 stopped: CollapsedOutputError: "
-        'the output of the whole training batch is exactly 0 at iter 2'
+        'the output of the whole training batch is exactly 0 at iter 2 (a proof job reruns from the start: '
+        'set train.grad_clip_norm or a lower train.optim_g.lr in --options)'
     )
     assert not list(work.glob('*.json')) and not list(work.glob('*.pth'))

@@ -608,7 +608,10 @@ def run(rep, args):
         try:
             row = run_job(name, seed, args.root, args.iters, weights, not args.no_levers, **_job_kw(args, options))
         except NonFiniteLossError as err:  # diverged or collapsed: one clear line, status 3, no record (reruns)
-            print(f'error: job {name!r} seed {seed} stopped: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
+            remedy = (
+                'a proof job reruns from the start: set train.grad_clip_norm or a lower train.optim_g.lr in --options'
+            )
+            print(f'error: job {name!r} seed {seed} stopped: {type(err).__name__}: {err} ({remedy})', file=sys.stderr)
             raise SystemExit(3) from None
         row.update(command=rep.command, options=options)
         write_json(path, row)
