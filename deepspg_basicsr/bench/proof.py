@@ -270,15 +270,13 @@ def resolved_network(net_opt):
     default JSON cannot hold (an object) is left out: the record never stops a finished job from being written."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    def as_json(value):
-        try:
-            return json.loads(json.dumps(value))  # as a JSON record reads back (tuples become lists)
-        except (TypeError, ValueError):
-            return inspect.Parameter.empty
-
-    params = inspect.signature(ARCH_REGISTRY.get(net_opt['type']).__init__).parameters.values()
-    out = {p.name: as_json(p.default) for p in params if p.name != 'self' and p.default is not inspect.Parameter.empty}
-    out = {k: v for k, v in out.items() if v is not inspect.Parameter.empty}
+    out = {}
+    for p in inspect.signature(ARCH_REGISTRY.get(net_opt['type']).__init__).parameters.values():
+        if p.name != 'self' and p.default is not inspect.Parameter.empty:
+            try:
+                out[p.name] = json.loads(json.dumps(p.default))  # as a JSON record reads back (tuples: lists)
+            except (TypeError, ValueError):
+                pass
     out.update(copy.deepcopy(net_opt))
     return out
 
