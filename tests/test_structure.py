@@ -293,6 +293,47 @@ def test_exposure_head_from_the_encoder_never_reads_the_prior():
         dec_net.load_state_dict(enc_net.state_dict())
 
 
+def test_input_level_scales_each_image_to_the_level_and_tells_the_exposure_head_by_how_much():
+    kwargs = dict(num_feat=8, illum_feat=8, num_blocks=[1, 1, 1], sem_channels=[18, 36, 72])
+    torch.manual_seed(0)
+    net = DeepSPG(input_level=0.08, **kwargs).eval()
+    torch.manual_seed(0)
+    plain = DeepSPG(**kwargs).eval()  # the default: the input as given
+    x = torch.rand(2, 3, 30, 22) * 0.2
+    x[1] *= 0.25  # the second photo darker
+    feats = [torch.rand(2, c, 8, 6) for c in (18, 36, 72)]
+    with torch.no_grad():
+        # a new network is invariant to the input's exposure (the exposure head starts as the identity) ...
+        assert torch.allclose(net(x, feats), net(x * 3.0, feats), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(plain(x, feats), plain(x * 3.0, feats), rtol=1e-3)
+        # ... because it sees every image at mean 0.08: the same as the network without it given the scaled input
+        params = {k: v for k, v in net.state_dict().items() if k in plain.state_dict()}
+        params['exposure.fc1.weight'] = net.exposure.fc1.weight[:, :-1]
+        plain.load_state_dict(params)
+        scaled = x * (0.08 / x.mean(dim=(1, 2, 3), keepdim=True))
+        assert torch.allclose(net(x, feats), plain(scaled, feats), rtol=1e-5, atol=1e-6)
+        # the one number the scaling removes reaches the exposure head: log(mean / level) per image
+        enc = net.encode(x)
+        assert torch.allclose(enc['in_stats'][:, 0], torch.log(x.mean(dim=(1, 2, 3)) / 0.08))
+        net.exposure.fc2.weight.normal_(0, 0.5)
+        net.exposure.fc1.weight[:, -1].normal_(0, 1.0)
+        assert not torch.allclose(net(x, feats), net(x * 3.0, feats), rtol=1e-3)
+    assert 'input_level_value' not in plain.state_dict() and float(net.input_level_value) == pytest.approx(0.08)
+    with pytest.raises(ValueError, match='network_g.input_level'):
+        DeepSPG(input_level=0.0, **kwargs)
+    with pytest.raises(ValueError, match='network_g.input_level'):
+        DeepSPG(input_level=1.5, **kwargs)
+    # a checkpoint of the other setting fails to load strictly, and the hint names the option
+    torch.manual_seed(0)
+    default = DeepSPG(**kwargs)
+    assert 'input_level: null' in net.checkpoint_hint(*_key_diff(net, default))
+    assert 'input_level:' in default.checkpoint_hint(*_key_diff(default, net))
+    with pytest.raises(RuntimeError, match='input_level_value'):
+        net.load_state_dict(default.state_dict())
+    with pytest.raises(ValueError, match=r'extra=1 needs \(B, 1\) statistics'):
+        net.exposure(torch.rand(2, 32, 4, 4), x)  # the head cannot silently run without the input's level
+
+
 def _key_diff(loading, saved):
     """(missing, unexpected) keys when ``saved``'s state dict is loaded into ``loading``."""
     have, given = set(loading.state_dict()), set(saved.state_dict())

@@ -178,6 +178,13 @@ class DeepSPG(nn.Module):
             both coarse-to-fine passes) with this probability, so the prior cannot become the network's
             only way to tell its few training photos apart (an ablation that did not help at 0.5,
             docs/DEEPSPG.md). No parameters; evaluation always uses the prior. Default: 0 (off).
+        input_level (float | None): Input exposure normalisation: each image is scaled so that its mean
+            (over channels and pixels) is this level before the illumination estimate, so the network no
+            longer has to learn to undo the darkening's unknown exposure factor (5x in the training
+            pairs); the exposure head then also reads the log of the image's mean over the level, the
+            one number the scaling removes. A buffer (``input_level_value``) carries the level, so a
+            checkpoint made with another setting fails to load strictly and the error names this option.
+            None: off (the input as given). Default: None.
     """
 
     down_factor = 4
@@ -207,8 +214,14 @@ class DeepSPG(nn.Module):
         exposure_head=True,
         sem_drop=0.0,
         exposure_source='encoder',
+        input_level=None,
     ):
         super().__init__()
+        if input_level is not None and not 0.0 < float(input_level) <= 1.0:
+            raise ValueError(f'network_g.input_level must be None or in (0, 1], got {input_level!r}')
+        self.input_level = None if input_level is None else float(input_level)
+        if self.input_level is not None:
+            self.register_buffer('input_level_value', torch.tensor(self.input_level))
         if not 0.0 <= sem_drop < 1.0:
             raise ValueError(f'network_g.sem_drop must be in [0, 1), got {sem_drop!r}')
         self.sem_drop = float(sem_drop)
@@ -263,7 +276,8 @@ class DeepSPG(nn.Module):
         else:
             self.conv_out = nn.Conv2d(widths[0], 3, 3, 1, 1)
         self.gamma_raw = nn.Parameter(torch.tensor(-4.0))
-        self.exposure = GlobalExposure(widths[2]) if exposure_head else None
+        extra = 0 if self.input_level is None else 1
+        self.exposure = GlobalExposure(widths[2], extra=extra) if exposure_head else None
         if self.exposure is not None and exposure_source == 'encoder':
             # no parameter tells the two sources apart: the marker makes a strict load of the other fail
             self.exposure.register_buffer('from_encoder', torch.ones(()))
@@ -290,6 +304,10 @@ class DeepSPG(nn.Module):
             hints.append('network_g.exposure_source: decoder (made before the encoder source)')
         if 'exposure.from_encoder' in keys:
             hints.append('network_g.exposure_source: encoder')
+        if 'input_level_value' in missing:
+            hints.append('network_g.input_level: null (made without input normalisation)')
+        if 'input_level_value' in keys:
+            hints.append('network_g.input_level: <the level it was trained with>')
         if any(k.endswith('.conv1.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
             hints.append('network_g.block_type: residual (the earlier blocks)')
         if any(k.endswith('.expand.weight') and k.startswith(('encoders.', 'decoders.')) for k in keys):
@@ -337,8 +355,14 @@ class DeepSPG(nn.Module):
 
         Returns:
             dict: ``size`` (H, W), ``illum`` and ``refl0`` (padded to a multiple of 4), encoder
-            features ``e0``, ``e1``, ``e2`` at scales 1, 1/2, 1/4.
+            features ``e0``, ``e1``, ``e2`` at scales 1, 1/2, 1/4, and ``in_stats``: (B, 1) log of each
+            image's mean over ``input_level`` (None without ``input_level``).
         """
+        in_stats = None
+        if self.input_level is not None:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-4)
+            in_stats = torch.log(mean / self.input_level).flatten(1)
+            x = x * (self.input_level / mean)
         xp = pad_to_multiple(x, self.down_factor)
         if self.illum_scale == 1:
             illum, illum_feat = self.illumination(xp)
@@ -352,7 +376,16 @@ class DeepSPG(nn.Module):
         e0 = self.encoders[0](self.embed(torch.cat([refl0, illum_feat], dim=1)), g[0])
         e1 = self.encoders[1](self.downs[0](e0), g[1])
         e2 = self.encoders[2](self.downs[1](e1), g[2])
-        return {'size': x.shape[-2:], 'illum': illum, 'refl0': refl0, 'e0': e0, 'e1': e1, 'e2': e2, 'guides': g}
+        return {
+            'size': x.shape[-2:],
+            'illum': illum,
+            'refl0': refl0,
+            'e0': e0,
+            'e1': e1,
+            'e2': e2,
+            'guides': g,
+            'in_stats': in_stats,
+        }
 
     def _guides(self, illum_feat):
         """The illumination features at scales 1, 1/2, 1/4 (average-pooled), or Nones without ``illum_guide``."""
@@ -389,7 +422,8 @@ class DeepSPG(nn.Module):
             refl = enc['refl0'] + self.conv_out(d0)
         out = refl * illum.pow(F.softplus(self.gamma_raw))
         if self.exposure is not None:
-            out = self.exposure(enc['e2'] if self.exposure_source == 'encoder' else d2, out[..., :h, :w])
+            feat = enc['e2'] if self.exposure_source == 'encoder' else d2
+            out = self.exposure(feat, out[..., :h, :w], enc.get('in_stats'))
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
     def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):

@@ -29,21 +29,37 @@ class GlobalExposure(nn.Module):
         channels (int): Width of the decoder features pooled (the deepest level's, 4 x num_feat).
         hidden (int): Width of the hidden layer. Default: 32.
         eps (float): Added to the output's mean before the log. Default: 1e-3.
+        extra (int): Number of per-image statistics given besides the features (``extra`` in
+            :meth:`log_gain`; DeepSPG's ``input_level`` gives 1). Default: 0.
     """
 
-    def __init__(self, channels, hidden=32, eps=1e-3):
+    def __init__(self, channels, hidden=32, eps=1e-3, extra=0):
         super().__init__()
         self.eps = eps
-        self.fc1 = nn.Linear(channels + 3, hidden)
+        self.extra = int(extra)
+        self.fc1 = nn.Linear(channels + 3 + self.extra, hidden)
         self.fc2 = nn.Linear(hidden, 3)
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
 
-    def log_gain(self, feat, out):
-        """feat: (B, channels, h, w) decoder features; out: (B, 3, H, W). Returns (B, 3) log-gains."""
-        stats = torch.cat([feat.mean(dim=(2, 3)), torch.log(out.mean(dim=(2, 3)).clamp(min=0) + self.eps)], dim=1)
-        return self.fc2(F.leaky_relu(self.fc1(stats), 0.2))
+    def log_gain(self, feat, out, extra=None):
+        """Per-image log-gains.
 
-    def forward(self, feat, out):
+        Args:
+            feat (Tensor): (B, channels, h, w) features, pooled over the image.
+            out (Tensor): (B, 3, H, W) the output before the gain.
+            extra (Tensor | None): (B, extra) further statistics; needed when ``extra`` > 0.
+
+        Returns:
+            Tensor: (B, 3) log-gains.
+        """
+        parts = [feat.mean(dim=(2, 3)), torch.log(out.mean(dim=(2, 3)).clamp(min=0) + self.eps)]
+        if self.extra:
+            if extra is None or extra.shape[-1] != self.extra:
+                raise ValueError(f'GlobalExposure built with extra={self.extra} needs (B, {self.extra}) statistics')
+            parts.append(extra)
+        return self.fc2(F.leaky_relu(self.fc1(torch.cat(parts, dim=1)), 0.2))
+
+    def forward(self, feat, out, extra=None):
         """Returns ``out`` (B, 3, H, W) times the predicted gain of each image and channel."""
-        return out * self.log_gain(feat, out).exp()[:, :, None, None]
+        return out * self.log_gain(feat, out, extra).exp()[:, :, None, None]
