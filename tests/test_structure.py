@@ -330,6 +330,13 @@ def test_input_level_scales_each_image_to_the_level_and_tells_the_exposure_head_
     assert 'input_level:' in default.checkpoint_hint(*_key_diff(default, net))
     with pytest.raises(RuntimeError, match='input_level_value'):
         net.load_state_dict(default.state_dict())
+    # the level is the checkpoint's: a network trained at 0.1 runs at 0.1 whatever the option says
+    torch.manual_seed(1)
+    other = DeepSPG(input_level=0.1, **kwargs).eval()
+    net.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.equal(net(x, feats), other(x, feats))
+        assert torch.allclose(net.encode(x)['in_stats'][:, 0], torch.log(x.mean(dim=(1, 2, 3)) / 0.1))
     with pytest.raises(ValueError, match=r'extra=1 needs \(B, 1\) statistics'):
         net.exposure(torch.rand(2, 32, 4, 4), x)  # the head cannot silently run without the input's level
 

@@ -182,8 +182,10 @@ class DeepSPG(nn.Module):
             (over channels and pixels) is this level before the illumination estimate, so the network no
             longer has to learn to undo the darkening's unknown exposure factor (5x in the training
             pairs); the exposure head then also reads the log of the image's mean over the level, the
-            one number the scaling removes. A buffer (``input_level_value``) carries the level, so a
-            checkpoint made with another setting fails to load strictly and the error names this option.
+            one number the scaling removes. A buffer (``input_level_value``) carries the level and is what
+            the network uses, so a checkpoint runs at the level it was trained with; one made without the
+            option (or a network without it given such a checkpoint) fails to load strictly and the error
+            names this option.
             Without the exposure head the removed level is lost; in tiled inference each tile is scaled by
             its own mean. An ablation that lost 1.8 dB at 1,000 iterations (docs/DEEPSPG.md, section 4).
             None: off (the input as given). Default: None.
@@ -361,10 +363,11 @@ class DeepSPG(nn.Module):
             image's mean over ``input_level`` (None without ``input_level``).
         """
         in_stats = None
-        if self.input_level is not None:
+        if self.input_level is not None:  # the buffer's level: a loaded checkpoint's, not only the option's
+            level = self.input_level_value
             mean = x.mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-4)
-            in_stats = torch.log(mean / self.input_level).flatten(1)
-            x = x * (self.input_level / mean)
+            in_stats = torch.log(mean / level).flatten(1)
+            x = x * (level / mean)
         xp = pad_to_multiple(x, self.down_factor)
         if self.illum_scale == 1:
             illum, illum_feat = self.illumination(xp)
