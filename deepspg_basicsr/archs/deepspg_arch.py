@@ -428,7 +428,7 @@ class DeepSPG(nn.Module):
         out = refl * illum.pow(F.softplus(self.gamma_raw))
         if self.exposure is not None:
             feat = enc['e2'] if self.exposure_source == 'encoder' else d2
-            out = self.exposure(feat, out[..., :h, :w], enc.get('in_stats'))
+            out = self.exposure(feat, out[..., :h, :w], enc['in_stats'])
         return {'out': out[..., :h, :w], 'illumination': illum[..., :h, :w], 'reflectance': refl[..., :h, :w]}
 
     def enhance(self, x, sem_feats=None, text_feats=None, text_mask=None):
